@@ -1,0 +1,1 @@
+"""Harm weights, scores, rates, disproportionality and composite scores. No HTTP here."""

@@ -1,0 +1,152 @@
+"""The ``harmmap`` command: serve the API, manage the database, load data."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harmmap import db
+from harmmap.errors import DatabaseUnavailableError, HarmmapError
+from harmmap.settings import Settings, get_settings
+
+cli = typer.Typer(help="harmmap: crime-harm mapping service.", no_args_is_help=True)
+db_cli = typer.Typer(help="Create, migrate and inspect the PostGIS store.", no_args_is_help=True)
+load_cli = typer.Typer(help="Load reference data into the store.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(load_cli, name="load")
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValueError as exc:
+        typer.secho(f"harmmap: bad settings: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def _fail(exc: HarmmapError) -> typer.Exit:
+    typer.secho(f"harmmap: {exc.detail}", fg="red", err=True)
+    return typer.Exit(1)
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (HARMMAP_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (HARMMAP_PORT).")] = None,
+) -> None:
+    """Run the HTTP API with uvicorn."""
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = _settings()
+    if host is not None or port is not None:
+        settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        proxy_headers=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@db_cli.command("ping")
+def db_ping() -> None:
+    """Check that the PostgreSQL server in HARMMAP_DATABASE_URL answers."""
+    settings = _settings()
+    try:
+        version = db.ping_server(settings.db_url, settings.db_connect_timeout_s)
+    except DatabaseUnavailableError as exc:
+        raise _fail(exc) from None
+    typer.echo(version)
+
+
+@db_cli.command("create")
+def db_create() -> None:
+    """Create the database in HARMMAP_DATABASE_URL if it does not exist."""
+    settings = _settings()
+    created = db.ensure_database(settings.db_url)
+    typer.echo(f"database {settings.db_url.database} {'created' if created else 'already exists'}")
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    db.upgrade(_settings().db_url, revision)
+
+
+@db_cli.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision, or base.")],
+) -> None:
+    """Revert migrations down to REVISION."""
+    db.downgrade(_settings().db_url, revision)
+
+
+@db_cli.command("current")
+def db_current() -> None:
+    """Print the database's migration revision and the code's head."""
+    settings = _settings()
+    engine = db.create_db_engine(settings)
+    try:
+        with engine.connect() as conn:
+            current = db.current_revision(conn)
+            postgis = db.postgis_version(conn)
+    finally:
+        engine.dispose()
+    typer.echo(f"current: {current}\nhead:    {db.migration_head(settings.db_url)}")
+    typer.echo(f"postgis: {postgis}")
+
+
+@load_cli.command("boundaries")
+def load_boundaries(
+    manifest: Annotated[
+        Path | None,
+        typer.Option(help="Manifest to load (default: HARMMAP_DATA_DIR/boundaries/manifest.toml)."),
+    ] = None,
+) -> None:
+    """Load boundary layers and lookups; a second run with the same files changes nothing."""
+    from geo.load import load_boundaries as run
+
+    settings = _settings()
+    path = manifest or settings.boundaries_dir / "manifest.toml"
+    engine = db.create_db_engine(settings)
+    try:
+        with engine.begin() as conn:
+            report = run(conn, path, progress=lambda msg: typer.echo(f"  {msg} ...", err=True))
+    except HarmmapError as exc:
+        raise _fail(exc) from None
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"{'file':<62} {'level/table':<22} {'rows':>6} {'new':>6} {'upd':>5} {'same':>6} "
+        f"{'del':>5} {'fixed':>5}"
+    )
+    for layer in report.layers:
+        typer.echo(
+            f"{layer.file:<62} {layer.level:<22} {layer.features:>6} {layer.inserted:>6} "
+            f"{layer.updated:>5} {layer.unchanged:>6} {layer.deleted:>5} {layer.repaired:>5}"
+        )
+    for lk in report.lookups:
+        extra = f"  ({lk.duplicates_collapsed} duplicate rows collapsed)" if lk.duplicates_collapsed else ""
+        typer.echo(
+            f"{lk.file:<62} {lk.table:<22} {lk.rows_read:>6} {lk.inserted:>6} {lk.updated:>5} "
+            f"{lk.unchanged:>6} {lk.deleted:>5} {'':>5}{extra}"
+        )
+    typer.echo(f"{report.changed} row(s) changed" if report.changed else "nothing changed")
+
+
+def main() -> None:
+    """Console entry point."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cli()
+    except DatabaseUnavailableError as exc:
+        typer.secho(f"harmmap: {exc.detail}", fg="red", err=True)
+        sys.exit(1)

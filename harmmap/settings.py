@@ -1,0 +1,84 @@
+"""Service settings, read from ``HARMMAP_*`` environment variables.
+
+Settings are built by :func:`get_settings` (or passed to ``create_app``), never at import, so tests and
+tools can build as many differently-configured instances as they need.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The bootstrap script's local-development credentials; refused anywhere but development.
+DEVELOPMENT_PASSWORDS = frozenset({"harmmap", "postgres", "password"})
+
+
+class Settings(BaseSettings):
+    """Everything the service and the CLI need to know about their environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HARMMAP_",
+        # Written by scripts/bootstrap.sh so that .venv/bin/harmmap finds the database it chose.
+        env_file=REPO_ROOT / ".harmmap.env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/harmmap"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    data_dir: Path = REPO_ROOT / "data"
+    db_pool_size: int = Field(default=5, ge=1, le=100)
+    db_connect_timeout_s: int = Field(default=5, ge=1, le=120)
+    db_statement_timeout_ms: int = Field(default=30_000, ge=100)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_with_psycopg(cls, value: str) -> str:
+        """Accept only PostgreSQL URLs, and always talk to them through psycopg 3."""
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError(f"HARMMAP_DATABASE_URL is not a database URL: {exc}") from None
+        if url.get_backend_name() != "postgresql":
+            raise ValueError(
+                f"HARMMAP_DATABASE_URL must be a PostgreSQL (PostGIS) URL, not {url.get_backend_name()!r}"
+            )
+        if not url.database:
+            raise ValueError("HARMMAP_DATABASE_URL must name a database")
+        return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+    @model_validator(mode="after")
+    def _no_development_secrets_in_production(self) -> Settings:
+        if self.environment == "production":
+            password = self.db_url.password
+            if not password or password in DEVELOPMENT_PASSWORDS:
+                raise ValueError(
+                    "HARMMAP_DATABASE_URL uses no password or a development default; "
+                    "set a real credential for production"
+                )
+        return self
+
+    @property
+    def db_url(self) -> URL:
+        """The database URL as a SQLAlchemy :class:`URL`."""
+        return make_url(self.database_url)
+
+    @property
+    def boundaries_dir(self) -> Path:
+        """Where the shipped boundaries and their manifest live."""
+        return self.data_dir / "boundaries"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, with explicit overrides taking precedence."""
+    return Settings(**overrides)  # type: ignore[arg-type]
