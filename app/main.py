@@ -20,6 +20,9 @@ log = logging.getLogger("harmmap.http")
 
 _REQUEST_ID_HEADER = "X-Request-ID"
 
+# Every resource's router; one module per resource.
+ROUTERS = (health.router, forces.router, areas.router)
+
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "RFC 9457 problem details",
@@ -67,8 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     add_exception_handlers(app)
     app.middleware("http")(_request_id)
-    for module in (health, forces, areas):
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

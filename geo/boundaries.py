@@ -34,7 +34,9 @@ WGS84 = CRS.from_epsg(4326)
 # declared CRS is not the one its coordinates are in.
 _ENVELOPES: dict[int, tuple[float, float, float, float]] = {
     4326: (-9.0, 49.0, 3.0, 61.5),
-    27700: (-10_000.0, -10_000.0, 700_000.0, 1_300_000.0),
+    # The grid's south-west corner is open sea: Scilly, the most south-westerly land, lies near
+    # (83 km, 5 km). So degrees mistaken for metres (|x| < 180, |y| < 90) always fail this envelope.
+    27700: (1_000.0, 1_000.0, 700_000.0, 1_300_000.0),
 }
 
 _POLYGONAL = {"Polygon", "MultiPolygon"}
@@ -217,6 +219,16 @@ def _geometry_problems(name: str, where: str, srid: int, wkb: bytes | None, shap
     if shape.is_empty:
         yield Problem(name, where, "geometry", "is empty")
         return
+    short = _shortest_ring(shape)
+    if short < 4:
+        # GEOS and PostGIS cannot even build such a ring, so ST_MakeValid never gets to see it.
+        yield Problem(
+            name,
+            where,
+            "geometry",
+            f"has a ring of {short} points (at least 4 needed); it cannot be repaired",
+        )
+        return
     xmin, ymin, xmax, ymax = shape.bounds
     exmin, eymin, exmax, eymax = _ENVELOPES[srid]
     if xmin < exmin or ymin < eymin or xmax > exmax or ymax > eymax:
@@ -227,6 +239,11 @@ def _geometry_problems(name: str, where: str, srid: int, wkb: bytes | None, shap
             f"coordinates ({xmin:.6g}, {ymin:.6g}, {xmax:.6g}, {ymax:.6g}) lie outside Great "
             f"Britain in the declared EPSG:{srid}; the declared CRS looks wrong",
         )
+
+
+def _shortest_ring(shape: Any) -> int:
+    polygons = shape.geoms if shape.geom_type == "MultiPolygon" else [shape]
+    return min(len(ring.coords) for polygon in polygons for ring in [polygon.exterior, *polygon.interiors])
 
 
 def stage_and_upsert(conn: Connection, layer: CheckedLayer) -> LayerReport:
