@@ -95,6 +95,8 @@ ensure_local_postgres() {
         DATABASE_URL=$trusted
         return
     fi
+    DATABASE_URL="postgresql+psycopg://harmmap:harmmap@127.0.0.1:$port/harmmap"
+    ping_url "$DATABASE_URL" && return
     log "creating local role 'harmmap' (development only)"
     as_postgres psql -q -p "$port" -v ON_ERROR_STOP=1 <<'SQL'
 DO $$
@@ -106,7 +108,6 @@ BEGIN
 END
 $$;
 SQL
-    DATABASE_URL="postgresql+psycopg://harmmap:harmmap@127.0.0.1:$port/harmmap"
     ping_url "$DATABASE_URL" || die "cannot connect to the local PostgreSQL as harmmap on port $port"
 }
 
