@@ -18,6 +18,10 @@ db_cli = typer.Typer(help="Create, migrate and inspect the PostGIS store.", no_a
 load_cli = typer.Typer(help="Load reference data into the store.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(load_cli, name="load")
+ingest_cli = typer.Typer(
+    help="Load record-level and reference data, one batch per file.", no_args_is_help=True
+)
+cli.add_typer(ingest_cli, name="ingest")
 
 
 def _settings() -> Settings:
@@ -140,6 +144,111 @@ def load_boundaries(
             f"{lk.unchanged:>6} {lk.deleted:>5} {'':>5}{extra}"
         )
     typer.echo(f"{report.changed} row(s) changed" if report.changed else "nothing changed")
+
+
+def _ingest(files: list[Path], source: object, force: str | None = None, synthetic: bool = False) -> None:
+    """Load each file as a batch, with a progress bar, then print the summary table."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskID,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+    from rich.table import Table
+
+    from ingest.batch import IngestReport, ingest_file
+
+    settings = _settings()
+    engine = db.create_db_engine(settings)
+    console = Console(stderr=True)
+    reports: list[IngestReport] = []
+    failed = False
+    try:
+        for path in files:
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            ) as bar:
+                task = bar.add_task(path.name, total=None)
+
+                def advance(done: int, total: int, task: TaskID = task) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                try:
+                    reports.append(
+                        ingest_file(
+                            engine,
+                            path,
+                            source,  # type: ignore[arg-type]
+                            force_code=force,
+                            synthetic=synthetic,
+                            progress=advance,
+                        )
+                    )
+                except HarmmapError as exc:
+                    failed = True
+                    console.print(f"[red]{path}: refused[/red]\n{exc.detail}")
+    finally:
+        engine.dispose()
+    table = Table(title="ingest summary")
+    for column in (
+        "file",
+        "batch",
+        "status",
+        "data rows",
+        "accepted",
+        "rejected",
+        "rejected by reason",
+        "blank lines",
+        "seconds",
+        "rows/s",
+    ):
+        table.add_column(
+            column, justify="left" if column in {"file", "status", "rejected by reason"} else "right"
+        )
+    for r in reports:
+        reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(r.rejected_by_kind.items())) or "-"
+        table.add_row(
+            r.file,
+            str(r.batch_id),
+            r.status,
+            f"{r.data_rows:,}",
+            f"{r.accepted:,}",
+            f"{r.rejected:,}",
+            reasons,
+            f"{r.blank_lines:,}",
+            f"{r.seconds:.2f}",
+            f"{r.rows_per_s:,.0f}",
+        )
+    Console(width=max(Console().width, 150)).print(table)
+    for r in reports:
+        typer.echo(
+            f"{r.file}: accepted {r.accepted:,} + rejected {r.rejected:,} = {r.accepted + r.rejected:,} "
+            f"of {r.data_rows:,} data rows"
+        )
+    if failed:
+        raise typer.Exit(1)
+
+
+FilesArg = Annotated[
+    list[Path], typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV files.")
+]
+
+
+@ingest_cli.command("police-uk")
+def ingest_police_uk(files: FilesArg) -> None:
+    """Load police.uk street-level crime CSVs (current or 2011 format)."""
+    from ingest.police_uk import PoliceUkStreet
+
+    _ingest(files, PoliceUkStreet())
 
 
 def main() -> None:

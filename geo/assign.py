@@ -1,0 +1,170 @@
+"""Assign located records to LSOA11, LSOA21, ward (May 2024), LAD, force and H3 cells.
+
+* With coordinates: point-in-polygon against both LSOA editions. Ward, LAD and force follow the LSOA 2021
+  through the ONS best-fit lookup, the same route every LSOA roll-up takes, so point and area totals
+  agree. Where generalised outlines leave a point in one edition's polygon but not the other's, the
+  missing LSOA comes from the LSOA11<->LSOA21 lookup.
+* Without coordinates but with an LSOA 2011 code: the areas come from the code (``location_source`` is
+  ``lsoa_code``) and there are no H3 cells.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import shapely
+from sqlalchemy import Connection, text
+
+from geo.h3cells import FINEST, FloatArray, points_to_cell_columns
+from geo.pip import OUTSIDE, IndexArray, PolygonIndex
+
+ObjectArray = npt.NDArray[np.object_]
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Areas for each input record; ``located`` is False where no area could be found."""
+
+    located: npt.NDArray[np.bool_]
+    lsoa11_code: ObjectArray
+    lsoa21_code: ObjectArray
+    ward_code: ObjectArray
+    lad_code: ObjectArray
+    force_code: ObjectArray
+    h3: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Assigner:
+    """Everything needed to place records, read once from the store."""
+
+    fingerprint: str
+    lsoa11: PolygonIndex
+    lsoa21: PolygonIndex
+    lsoa11_codes: ObjectArray
+    lsoa21_codes: ObjectArray
+    lsoa21_ward: ObjectArray
+    lsoa21_lad: ObjectArray
+    lsoa21_force: ObjectArray
+    lsoa11_to_lsoa21: IndexArray
+    lsoa21_to_lsoa11: IndexArray
+
+    @classmethod
+    def from_store(cls, conn: Connection) -> Assigner:
+        """Build (or reuse) the assigner for the areas currently in the store."""
+        fingerprint = str(
+            conn.execute(
+                text(
+                    "SELECT current_database() || ':' || count(*) || ':' "
+                    "|| coalesce(max(updated_at)::text, '') FROM areas WHERE level IN ('lsoa11', 'lsoa21')"
+                )
+            ).scalar_one()
+        )
+        cached = _CACHE.get(fingerprint)
+        if cached is None:
+            cached = cls._build(conn, fingerprint)
+            _CACHE.clear()
+            _CACHE[fingerprint] = cached
+        return cached
+
+    @classmethod
+    def _build(cls, conn: Connection, fingerprint: str) -> Assigner:
+        l11 = conn.execute(
+            text("SELECT code, ST_AsBinary(geom_4326) FROM areas WHERE level = 'lsoa11' ORDER BY code")
+        ).all()
+        l21 = conn.execute(
+            text(
+                "SELECT code, ST_AsBinary(geom_4326), ward_code, lad_code, force_code FROM areas "
+                "WHERE level = 'lsoa21' ORDER BY code"
+            )
+        ).all()
+        pairs = conn.execute(
+            text(
+                """
+                SELECT l.lsoa11_code, l.lsoa21_code,
+                       (w.ward_code IS NOT NULL AND w.ward_code = x.ward_code) AS in_chosen_ward
+                FROM lookup_lsoa11_lsoa21 l
+                LEFT JOIN lookup_lsoa21_ward w ON w.lsoa21_code = l.lsoa21_code
+                LEFT JOIN lookup_lsoa11_ward x ON x.lsoa11_code = l.lsoa11_code
+                ORDER BY l.lsoa11_code, in_chosen_ward DESC, l.lsoa21_code
+                """
+            )
+        ).all()
+        codes11 = np.array([r[0] for r in l11], dtype=object)
+        codes21 = np.array([r[0] for r in l21], dtype=object)
+        idx11 = pd.Index(codes11)
+        idx21 = pd.Index(codes21)
+        # The representative LSOA21 of an LSOA11 lies in the ward that LSOA11 is assigned to; the
+        # representative LSOA11 of a merged LSOA21 is the first by code.
+        to21 = np.full(len(codes11), OUTSIDE, dtype=np.int32)
+        to11 = np.full(len(codes21), OUTSIDE, dtype=np.int32)
+        if pairs:
+            p11 = idx11.get_indexer(np.array([p[0] for p in pairs], dtype=object))
+            p21 = idx21.get_indexer(np.array([p[1] for p in pairs], dtype=object))
+            ok = (p11 >= 0) & (p21 >= 0)
+            p11, p21 = p11[ok], p21[ok]
+            first11 = np.unique(p11, return_index=True)[1]
+            to21[p11[first11]] = p21[first11]
+            order = np.lexsort((p11, p21))
+            first21 = np.unique(p21[order], return_index=True)[1]
+            to11[p21[order][first21]] = p11[order][first21]
+        return cls(
+            fingerprint=fingerprint,
+            lsoa11=PolygonIndex.build(_polygons([r[1] for r in l11])),
+            lsoa21=PolygonIndex.build(_polygons([r[1] for r in l21])),
+            lsoa11_codes=codes11,
+            lsoa21_codes=codes21,
+            lsoa21_ward=np.array([r[2] for r in l21], dtype=object),
+            lsoa21_lad=np.array([r[3] for r in l21], dtype=object),
+            lsoa21_force=np.array([r[4] for r in l21], dtype=object),
+            lsoa11_to_lsoa21=to21,
+            lsoa21_to_lsoa11=to11,
+        )
+
+    def assign_points(self, lon: FloatArray, lat: FloatArray) -> Assignment:
+        """Areas and H3 cells for points already checked to be finite lon/lat in Great Britain."""
+        h3 = points_to_cell_columns(lon, lat)
+        cells = h3[f"h3_{FINEST}"]
+        i11 = self.lsoa11.locate(cells, lon, lat)
+        i21 = self.lsoa21.locate(cells, lon, lat)
+        only11 = (i21 == OUTSIDE) & (i11 != OUTSIDE)
+        i21[only11] = self.lsoa11_to_lsoa21[i11[only11]]
+        only21 = (i11 == OUTSIDE) & (i21 != OUTSIDE)
+        i11[only21] = self.lsoa21_to_lsoa11[i21[only21]]
+        return self._areas(i11, i21, h3)
+
+    def assign_lsoa11_codes(self, codes: ObjectArray) -> Assignment:
+        """Areas for records that carry only an LSOA 2011 code (no H3 cells)."""
+        i11 = pd.Index(self.lsoa11_codes).get_indexer(pd.Index(codes)).astype(np.int32)
+        i21 = np.where(i11 >= 0, self.lsoa11_to_lsoa21[np.maximum(i11, 0)], OUTSIDE).astype(np.int32)
+        return self._areas(i11, i21, {})
+
+    def _areas(self, i11: IndexArray, i21: IndexArray, h3: dict[str, npt.NDArray[np.int64]]) -> Assignment:
+        located = (i11 != OUTSIDE) & (i21 != OUTSIDE)
+        safe11, safe21 = np.maximum(i11, 0), np.maximum(i21, 0)
+
+        def pick(values: ObjectArray, index: IndexArray) -> ObjectArray:
+            out = values[index] if len(values) else np.full(len(index), None, dtype=object)
+            out = out.astype(object)
+            out[~located] = None
+            return out
+
+        return Assignment(
+            located=located,
+            lsoa11_code=pick(self.lsoa11_codes, safe11),
+            lsoa21_code=pick(self.lsoa21_codes, safe21),
+            ward_code=pick(self.lsoa21_ward, safe21),
+            lad_code=pick(self.lsoa21_lad, safe21),
+            force_code=pick(self.lsoa21_force, safe21),
+            h3=h3,
+        )
+
+
+_CACHE: dict[str, Assigner] = {}
+
+
+def _polygons(wkb: list[bytes]) -> npt.NDArray[np.object_]:
+    return np.asarray(shapely.from_wkb(wkb), dtype=object)

@@ -1,0 +1,108 @@
+"""Vectorised point-in-polygon keyed by H3 cells.
+
+Every point already gets an H3 cell at load. A cell that lies wholly inside one polygon answers for every
+point in it with one sorted-array lookup; only points in cells that touch a boundary are tested exactly
+with ``shapely.contains_xy`` against that cell's few candidate polygons. No point geometries are built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import shapely
+from h3ronpy.vector import ContainmentMode, wkb_to_cells
+
+from geo.h3cells import FINEST, CellArray, FloatArray
+
+IndexArray = npt.NDArray[np.int32]
+OUTSIDE = -1
+
+
+def _cells_by_polygon(
+    wkb: list[bytes], resolution: int, mode: ContainmentMode
+) -> tuple[CellArray, IndexArray]:
+    """Flattened (cell, polygon index) pairs for the polygons' cells under ``mode``."""
+    nested = pa.array(wkb_to_cells(pa.array(wkb, pa.binary()), resolution, containment_mode=mode))
+    cells = np.asarray(pc.list_flatten(nested), dtype=np.uint64).view(np.int64)
+    owners = np.asarray(pc.list_parent_indices(nested), dtype=np.int32)
+    return cells, owners
+
+
+@dataclass(frozen=True)
+class PolygonIndex:
+    """Locate lon/lat points in a fixed set of polygons; built once per load."""
+
+    polygons: npt.NDArray[np.object_]
+    interior_cells: CellArray
+    interior_owner: IndexArray
+    edge_cells: CellArray
+    edge_indptr: npt.NDArray[np.int64]
+    edge_polygons: IndexArray
+    resolution: int = FINEST
+
+    @classmethod
+    def build(cls, polygons: npt.NDArray[np.object_], resolution: int = FINEST) -> PolygonIndex:
+        """Index lon/lat polygons (valid, EPSG:4326) by the H3 cells they contain or touch."""
+        shapely.prepare(polygons)
+        wkb = list(shapely.to_wkb(polygons))
+        inner_cells, inner_owner = _cells_by_polygon(wkb, resolution, ContainmentMode.ContainsBoundary)
+        touch_cells, touch_owner = _cells_by_polygon(wkb, resolution, ContainmentMode.IntersectsBoundary)
+
+        # A cell claimed as interior by two polygons (an overlap) is tested exactly instead.
+        unique, counts = np.unique(inner_cells, return_counts=True)
+        sole = np.isin(inner_cells, unique[counts == 1])
+        order = np.argsort(inner_cells[sole], kind="stable")
+        interior_cells = inner_cells[sole][order]
+        interior_owner = inner_owner[sole][order]
+
+        edge = ~np.isin(touch_cells, interior_cells)
+        order = np.lexsort((touch_owner[edge], touch_cells[edge]))
+        pair_cells, pair_polygons = touch_cells[edge][order], touch_owner[edge][order]
+        edge_cells, starts = np.unique(pair_cells, return_index=True)
+        indptr = np.append(starts, len(pair_cells)).astype(np.int64)
+        return cls(
+            polygons=polygons,
+            interior_cells=interior_cells,
+            interior_owner=interior_owner,
+            edge_cells=edge_cells,
+            edge_indptr=indptr,
+            edge_polygons=pair_polygons,
+            resolution=resolution,
+        )
+
+    def locate(self, cells: CellArray, lon: FloatArray, lat: FloatArray) -> IndexArray:
+        """Index of the polygon containing each point, or -1; ``cells`` are the points' H3 cells."""
+        found = np.full(len(cells), OUTSIDE, dtype=np.int32)
+        hit, owner = _find(self.interior_cells, cells)
+        found[hit] = self.interior_owner[owner[hit]]
+
+        rest = np.flatnonzero(~hit)
+        on_edge, pos = _find(self.edge_cells, cells[rest])
+        points, pos = rest[on_edge], pos[on_edge]
+        starts = self.edge_indptr[pos]
+        counts = self.edge_indptr[pos + 1] - starts
+        pair_point = np.repeat(points, counts)
+        # Slot k of a point's run is its cell's start plus k.
+        offset_in_run = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        pair_slot = np.repeat(starts, counts) + offset_in_run
+        pair_polygon = self.edge_polygons[pair_slot]
+        inside = shapely.contains_xy(self.polygons[pair_polygon], lon[pair_point], lat[pair_point])
+        # Candidates are in polygon order, so the first hit per point is the lowest index, as for
+        # interior cells; reversing the assignment makes the first hit win.
+        winners = pair_point[inside][::-1]
+        found[winners] = pair_polygon[inside][::-1]
+        return found
+
+
+def _find(sorted_cells: CellArray, cells: CellArray) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+    """Which ``cells`` occur in ``sorted_cells``, and where (positions only valid where found)."""
+    if len(sorted_cells) == 0:
+        return np.zeros(len(cells), dtype=bool), np.zeros(len(cells), dtype=np.int64)
+    pos = np.searchsorted(sorted_cells, cells)
+    pos_clipped = np.minimum(pos, len(sorted_cells) - 1)
+    hit = sorted_cells[pos_clipped] == cells
+    return hit, pos_clipped

@@ -1,0 +1,266 @@
+"""One file is one batch: checksummed, loaded in one transaction, every row accepted or rejected.
+
+Loading a file whose checksum is already recorded for the source is a no-op. A crash or kill during a
+load rolls the whole transaction back, batch row included, so no partial batch can exist.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from psycopg import sql
+from sqlalchemy import Connection, Engine, text
+
+from geo.assign import Assigner
+from ingest.csvread import Block, CsvFile, CsvSchema
+from ingest.fields import Rejects
+
+Progress = Callable[[int, int], None]
+
+
+def _no_progress(_done: int, _total: int) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class LoadContext:
+    """What a source needs to process a block."""
+
+    conn: Connection
+    batch_id: int
+    path: Path
+    schema: CsvSchema
+    assigner: Assigner
+    latest_month: dt.date
+    force_code: str | None = None
+
+
+@dataclass
+class Processed:
+    """A block after checking: the rows to store, and why the others were rejected."""
+
+    table: pa.Table
+    rejects: Rejects
+    notes: Counter[str] = field(default_factory=Counter)
+
+
+class Source(Protocol):
+    """A kind of input file and the table its rows go to."""
+
+    name: str
+    table: str
+    schemas: Sequence[CsvSchema]
+
+    def process(self, block: Block, ctx: LoadContext) -> Processed:
+        """Check, convert and locate one block's rows."""
+        ...
+
+
+@dataclass
+class IngestReport:
+    """What loading one file did. ``accepted + rejected == data_rows`` always."""
+
+    file: str
+    source: str
+    batch_id: int
+    status: str
+    data_rows: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    blank_lines: int = 0
+    rejected_by_kind: Counter[str] = field(default_factory=Counter)
+    notes: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def rows_per_s(self) -> float:
+        """Data rows handled per second."""
+        return self.data_rows / self.seconds if self.seconds > 0 else 0.0
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    """The file's SHA-256 and size in bytes."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(8 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def ingest_file(
+    engine: Engine,
+    path: Path,
+    source: Source,
+    *,
+    force_code: str | None = None,
+    synthetic: bool = False,
+    progress: Progress = _no_progress,
+    today: dt.date | None = None,
+) -> IngestReport:
+    """Load one file as one batch; refuse it whole if its header is not the source's format."""
+    reader = CsvFile(path, source.schemas)
+    sha256, size = sha256_file(path)
+    started = dt.datetime.now(dt.UTC)
+    clock = time.perf_counter()
+    today = today or dt.date.today()
+    with engine.begin() as conn:
+        # One load per source at a time, so duplicate checks see every earlier batch.
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"harmmap-ingest:{source.name}"}
+        )
+        existing = conn.execute(
+            text("SELECT id FROM ingest_batches WHERE source = :source AND sha256 = :sha"),
+            {"source": source.name, "sha": sha256},
+        ).scalar()
+        if existing is not None:
+            return _already_loaded(conn, int(existing), path, source)
+        batch_id = int(
+            conn.execute(
+                text(
+                    "INSERT INTO ingest_batches (source, file_name, sha256, bytes, force_code, synthetic, "
+                    "data_rows, blank_lines, accepted, rejected, started_at, finished_at, seconds) "
+                    "VALUES (:source, :file, :sha, :bytes, :force, :synthetic, 0, 0, 0, 0, :now, :now, 0) "
+                    "RETURNING id"
+                ),
+                {
+                    "source": source.name,
+                    "file": path.name,
+                    "sha": sha256,
+                    "bytes": size,
+                    "force": force_code,
+                    "synthetic": synthetic,
+                    "now": started,
+                },
+            ).scalar_one()
+        )
+        ctx = LoadContext(
+            conn=conn,
+            batch_id=batch_id,
+            path=path,
+            schema=reader.schema,
+            assigner=Assigner.from_store(conn),
+            latest_month=today.replace(day=1),
+            force_code=force_code,
+        )
+        report = IngestReport(file=path.name, source=source.name, batch_id=batch_id, status="loaded")
+        done = 0
+        progress(0, size)
+        for block in reader.blocks():
+            processed = source.process(block, ctx)
+            _store_block(conn, source.table, batch_id, block, processed, report)
+            done += block.bytes_read
+            progress(done, size)
+        report.seconds = time.perf_counter() - clock
+        conn.execute(
+            text(
+                "UPDATE ingest_batches SET data_rows = :rows, blank_lines = :blank, accepted = :acc, "
+                "rejected = :rej, finished_at = :end, seconds = :secs, notes = CAST(:notes AS jsonb), "
+                "synthetic = synthetic OR :synthetic WHERE id = :id"
+            ),
+            {
+                "rows": report.data_rows,
+                "blank": report.blank_lines,
+                "acc": report.accepted,
+                "rej": report.rejected,
+                "end": dt.datetime.now(dt.UTC),
+                "secs": report.seconds,
+                "notes": _json(report),
+                "synthetic": report.notes.get("synthetic_rows", 0) > 0,
+                "id": batch_id,
+            },
+        )
+    return report
+
+
+def _store_block(
+    conn: Connection, table: str, batch_id: int, block: Block, processed: Processed, report: IngestReport
+) -> None:
+    kept = processed.rejects.kept
+    rows = processed.table.filter(pa.array(kept))
+    rows = rows.add_column(0, "line", pa.array(block.lines[kept], pa.int32()))
+    rows = rows.add_column(0, "batch_id", pa.array(np.full(rows.num_rows, batch_id, dtype=np.int32)))
+    copy_arrow(conn, table, rows)
+
+    bad = ~kept
+    bad_lines = block.lines[bad]
+    rejects = pa.table(
+        {
+            "batch_id": pa.array(np.full(int(bad.sum()) + len(block.rejects), batch_id, dtype=np.int32)),
+            "line": pa.array(np.concatenate((bad_lines, [r.line for r in block.rejects])).astype(np.int32)),
+            "field": pa.array(
+                [*processed.rejects.field[bad], *(r.field for r in block.rejects)], pa.string()
+            ),
+            "kind": pa.array([*processed.rejects.kind[bad], *(r.kind for r in block.rejects)], pa.string()),
+            "reason": pa.array(
+                [*processed.rejects.reason[bad], *(r.reason for r in block.rejects)], pa.string()
+            ),
+            "raw": pa.array([*block.raw_lines(bad_lines), *(r.raw for r in block.rejects)], pa.string()),
+        }
+    )
+    copy_arrow(conn, "ingest_rejects", rejects)
+
+    report.data_rows += block.rows + len(block.rejects)
+    report.accepted += rows.num_rows
+    report.rejected += rejects.num_rows
+    report.blank_lines += block.blank_lines
+    report.rejected_by_kind.update(rejects.column("kind").to_pylist())
+    report.notes.update(processed.notes)
+
+
+def copy_arrow(conn: Connection, table: str, rows: pa.Table) -> None:
+    """COPY an Arrow table into ``table`` (a name from code), columns matched by name.
+
+    Arrow writes nulls as bare empty fields and strings quoted, which is exactly how PostgreSQL's CSV
+    COPY tells NULL from the empty string.
+    """
+    if rows.num_rows == 0:
+        return
+    buffer = io.BytesIO()
+    pacsv.write_csv(rows, buffer, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
+        sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in rows.column_names)
+    )
+    dbapi = conn.connection.driver_connection
+    with dbapi.cursor() as cur, cur.copy(statement) as copy:  # type: ignore[union-attr]
+        view = buffer.getbuffer()
+        for start in range(0, len(view), 1 << 20):
+            copy.write(view[start : start + (1 << 20)])
+
+
+def _already_loaded(conn: Connection, batch_id: int, path: Path, source: Source) -> IngestReport:
+    row = conn.execute(
+        text("SELECT data_rows, accepted, rejected, blank_lines FROM ingest_batches WHERE id = :id"),
+        {"id": batch_id},
+    ).one()
+    kinds = conn.execute(
+        text("SELECT kind, count(*) FROM ingest_rejects WHERE batch_id = :id GROUP BY kind"), {"id": batch_id}
+    ).all()
+    return IngestReport(
+        file=path.name,
+        source=source.name,
+        batch_id=batch_id,
+        status="already loaded",
+        data_rows=row.data_rows,
+        accepted=row.accepted,
+        rejected=row.rejected,
+        blank_lines=row.blank_lines,
+        rejected_by_kind=Counter({k: int(n) for k, n in kinds}),
+    )
+
+
+def _json(report: IngestReport) -> str:
+    return json.dumps({"rejected_by_kind": dict(report.rejected_by_kind), **dict(report.notes)})

@@ -1,0 +1,107 @@
+"""Vectorised field parsing and the per-row record of why a row was rejected."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+Mask = npt.NDArray[np.bool_]
+FloatArray = npt.NDArray[np.float64]
+
+_NUMBER = r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$"
+_MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
+
+# police.uk began publishing street-level crime in December 2010.
+EARLIEST_MONTH = dt.date(2010, 12, 1)
+
+
+def text(column: pa.Array) -> pa.Array:
+    """Values with surrounding whitespace removed."""
+    return pc.utf8_trim_whitespace(column)
+
+
+def blank(column: pa.Array) -> Mask:
+    """Where a trimmed value is empty."""
+    return np.asarray(pc.equal(pc.utf8_length(column), 0).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def numbers(column: pa.Array) -> tuple[FloatArray, Mask, Mask]:
+    """Parse decimals: (values with NaN where not a number, blank mask, malformed mask).
+
+    "NaN", "inf" and text are malformed, not numbers.
+    """
+    is_blank = blank(column)
+    ok = pc.match_substring_regex(column, _NUMBER)
+    values = pc.cast(pc.if_else(ok, column, pa.scalar(None, pa.string())), pa.float64())
+    out = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+    malformed = ~np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool) & ~is_blank
+    return out, is_blank, malformed
+
+
+def months(column: pa.Array, latest: dt.date) -> tuple[pa.Array, Mask, Mask]:
+    """Parse YYYY-MM months: (first-of-month dates, malformed mask, out-of-range mask)."""
+    ok = np.asarray(pc.match_substring_regex(column, _MONTH).to_numpy(zero_copy_only=False), dtype=bool)
+    padded = pc.binary_join_element_wise(column, pa.scalar("-01"), "")
+    parsed = pc.cast(
+        pc.strptime(pc.if_else(pa.array(ok), padded, None), format="%Y-%m-%d", unit="s", error_is_null=True),
+        pa.date32(),
+    )
+    days = np.asarray(parsed.to_numpy(zero_copy_only=False))
+    in_range = np.zeros(len(days), dtype=bool)
+    valid = ok & ~np.isnat(days.astype("datetime64[D]"))
+    stamps = days.astype("datetime64[D]")
+    in_range[valid] = (stamps[valid] >= np.datetime64(EARLIEST_MONTH)) & (
+        stamps[valid] <= np.datetime64(latest)
+    )
+    return parsed, ~ok, ok & ~in_range
+
+
+def one_of(column: pa.Array, allowed: Iterable[str]) -> Mask:
+    """Where the value is one of ``allowed``."""
+    return np.asarray(
+        pc.is_in(column, value_set=pa.array(sorted(allowed), pa.string())).to_numpy(zero_copy_only=False),
+        dtype=bool,
+    )
+
+
+def nullify_blank(column: pa.Array) -> pa.Array:
+    """Blank values become nulls."""
+    return pc.if_else(pa.array(blank(column)), pa.scalar(None, pa.string()), column)
+
+
+class Rejects:
+    """The first reason each row of a block is rejected, with the field it concerns."""
+
+    def __init__(self, rows: int) -> None:
+        self.rejected = np.zeros(rows, dtype=bool)
+        self.field = np.full(rows, None, dtype=object)
+        self.kind = np.full(rows, None, dtype=object)
+        self.reason = np.full(rows, None, dtype=object)
+
+    def add(self, mask: Mask, field: str, kind: str, reason: str | npt.NDArray[np.object_]) -> None:
+        """Reject rows in ``mask`` not already rejected; ``reason`` may vary by row."""
+        new = mask & ~self.rejected
+        if not new.any():
+            return
+        self.rejected |= new
+        self.field[new] = field
+        self.kind[new] = kind
+        self.reason[new] = reason[new] if isinstance(reason, np.ndarray) else reason
+
+    @property
+    def kept(self) -> Mask:
+        """Rows not rejected."""
+        return ~self.rejected
+
+
+def quoted(values: pa.Array, mask: Mask) -> npt.NDArray[np.object_]:
+    """Row values rendered for a reason message (only where ``mask``)."""
+    out = np.full(len(mask), None, dtype=object)
+    py = values.to_numpy(zero_copy_only=False)
+    out[mask] = [repr(v) for v in py[mask]]
+    return out
