@@ -251,6 +251,14 @@ def ingest_police_uk(files: FilesArg) -> None:
     _ingest(files, PoliceUkStreet())
 
 
+@ingest_cli.command("stop-search")
+def ingest_stop_search(files: FilesArg) -> None:
+    """Load police.uk stop-and-search CSVs."""
+    from ingest.stop_search import PoliceUkStopSearch
+
+    _ingest(files, PoliceUkStopSearch())
+
+
 def main() -> None:
     """Console entry point."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -259,3 +267,7 @@ def main() -> None:
     except DatabaseUnavailableError as exc:
         typer.secho(f"harmmap: {exc.detail}", fg="red", err=True)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,7 @@ from sqlalchemy.exc import ProgrammingError
 
 from app.auth import get_principal
 from app.main import ROUTERS, create_app
+from harmmap import db
 from harmmap.settings import Settings
 
 HAMPSHIRE = "E23000030"
@@ -42,7 +43,7 @@ def assert_problem(response: Any, status: int, parameter: str | None) -> dict[st
     return body
 
 
-def test_health_reports_database_postgis_and_migration_head(client: TestClient) -> None:
+def test_health_reports_database_postgis_and_migration_head(client: TestClient, settings: Settings) -> None:
     response = client.get("/health")
     assert response.status_code == 200
     body = response.json()
@@ -50,7 +51,7 @@ def test_health_reports_database_postgis_and_migration_head(client: TestClient) 
     database = body["database"]
     assert database["reachable"] is True
     assert database["postgis_version"].startswith("3.")
-    assert database["migration_revision"] == database["migration_head"] == "0002_areas_lookups"
+    assert database["migration_revision"] == database["migration_head"] == db.migration_head(settings.db_url)
     assert database["up_to_date"] is True
 
 

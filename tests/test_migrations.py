@@ -15,7 +15,21 @@ from sqlalchemy.engine import URL
 from harmmap import db
 from harmmap.settings import REPO_ROOT
 
-TABLES = {"areas", "lookup_lsoa11_lsoa21", "lookup_lsoa21_ward", "lookup_lad_force", "lookup_lsoa11_ward"}
+TABLES = {
+    "areas",
+    "lookup_lsoa11_lsoa21",
+    "lookup_lsoa21_ward",
+    "lookup_lad_force",
+    "lookup_lsoa11_ward",
+    "ingest_batches",
+    "ingest_rejects",
+    "crimes",
+    "stop_searches",
+    "offences",
+    "calls",
+    "imd2019_lsoa11",
+    "census2021_ethnicity",
+}
 
 
 @pytest.fixture
