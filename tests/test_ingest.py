@@ -211,7 +211,8 @@ def test_stop_search_cases(engine: Engine) -> None:
     with engine.connect() as conn:
         rows = conn.execute(
             text(
-                "SELECT line, search_type, self_defined_group FROM stop_searches WHERE batch_id = :b ORDER BY line"
+                "SELECT line, search_type, self_defined_group FROM stop_searches "
+                "WHERE batch_id = :b ORDER BY line"
             ),
             {"b": report.batch_id},
         ).all()
