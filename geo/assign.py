@@ -142,6 +142,19 @@ class Assigner:
         i21 = np.where(i11 >= 0, self.lsoa11_to_lsoa21[np.maximum(i11, 0)], OUTSIDE).astype(np.int32)
         return self._areas(i11, i21, {})
 
+    def assign_lsoa_codes(self, codes: ObjectArray) -> Assignment:
+        """Areas for records carrying an LSOA code of either edition (2021 tried first; no H3 cells).
+
+        An unchanged LSOA keeps its code across editions, so trying 2021 first is only ever a choice
+        between the same area's two outlines.
+        """
+        i21 = pd.Index(self.lsoa21_codes).get_indexer(pd.Index(codes)).astype(np.int32)
+        i11 = pd.Index(self.lsoa11_codes).get_indexer(pd.Index(codes)).astype(np.int32)
+        from21 = i21 >= 0
+        i11 = np.where(from21, self.lsoa21_to_lsoa11[np.maximum(i21, 0)], i11).astype(np.int32)
+        i21 = np.where(from21, i21, np.where(i11 >= 0, self.lsoa11_to_lsoa21[np.maximum(i11, 0)], OUTSIDE))
+        return self._areas(i11, i21.astype(np.int32), {})
+
     def _areas(self, i11: IndexArray, i21: IndexArray, h3: dict[str, npt.NDArray[np.int64]]) -> Assignment:
         located = (i11 != OUTSIDE) & (i21 != OUTSIDE)
         safe11, safe21 = np.maximum(i11, 0), np.maximum(i21, 0)

@@ -259,6 +259,167 @@ def ingest_stop_search(files: FilesArg) -> None:
     _ingest(files, PoliceUkStopSearch())
 
 
+ForceOption = Annotated[
+    str, typer.Option("--force", help="GSS code of the force that supplied the file, e.g. E23000030.")
+]
+
+
+@ingest_cli.command("offences")
+def ingest_offences(files: FilesArg, force: ForceOption) -> None:
+    """Load force-supplied recorded crime (Home Office offence codes); see docs/input-schemas.md."""
+    from ingest.offences import ForceOffences
+
+    _ingest(files, ForceOffences(), force=_force_code(force))
+
+
+@ingest_cli.command("calls")
+def ingest_calls(
+    files: FilesArg,
+    force: Annotated[
+        str | None, typer.Option("--force", help="Refuse calls placed in any other force.")
+    ] = None,
+) -> None:
+    """Load calls for service in harmmap's schema (synthetic rows stay marked as synthetic)."""
+    from ingest.calls import CallsForService
+
+    _ingest(files, CallsForService(), force=_force_code(force) if force else None)
+
+
+def _reference_files(directory: Path | None, names: list[str]) -> list[Path]:
+    base = directory or _settings().data_dir / "reference_layers"
+    return [base / name for name in names]
+
+
+DirOption = Annotated[
+    Path | None, typer.Option("--dir", help="Folder of the files (default: data/reference_layers).")
+]
+
+
+@ingest_cli.command("imd")
+def ingest_imd(directory: DirOption = None) -> None:
+    """Load IoD 2019 ranks and deciles by LSOA 2011 (domains and sub-domains)."""
+    from ingest.reference import ImdRanks, ImdSubdomains
+
+    ranks, subdomains = _reference_files(
+        directory,
+        [
+            "imd2019_lsoa11_ranks_deciles_hampshire_westmidlands.csv",
+            "imd2019_lsoa11_subdomains_hampshire_westmidlands.csv",
+        ],
+    )
+    _ingest([ranks], ImdRanks())
+    _ingest([subdomains], ImdSubdomains())
+
+
+@ingest_cli.command("census")
+def ingest_census(directory: DirOption = None) -> None:
+    """Load Census 2021 ethnicity: broad groups by LSOA 2021, detailed groups by local authority."""
+    from ingest.reference import CensusEthnicityLad, CensusEthnicityLsoa
+
+    lsoa, lad = _reference_files(
+        directory,
+        [
+            "ts021_ethnic_group_broad_lsoa21_hampshire_westmidlands.csv",
+            "ethnic_group_detailed_lad21_EW_long.csv",
+        ],
+    )
+    _ingest([lsoa], CensusEthnicityLsoa())
+    _ingest([lad], CensusEthnicityLad())
+
+
+generate_cli = typer.Typer(help="Make SYNTHETIC data where no public data exists.", no_args_is_help=True)
+cli.add_typer(generate_cli, name="generate")
+
+
+@generate_cli.command("calls")
+def generate_calls_command(
+    force: ForceOption,
+    months: Annotated[str, typer.Option(help="YYYY-MM..YYYY-MM, inclusive.")] = "2019-01..2019-03",
+    seed: Annotated[int, typer.Option(help="Seed for the random generator.")] = 2018,
+    out: Annotated[
+        Path | None, typer.Option(help="Output CSV (default: calls-SYNTHETIC-<force>-<months>.csv).")
+    ] = None,
+) -> None:
+    """Write SYNTHETIC calls for service for a force, spread by population and recorded crime."""
+    from ingest.generate_calls import generate_calls, month_range
+
+    code = _force_code(force)
+    start, _, end = months.partition("..")
+    settings = _settings()
+    engine = db.create_db_engine(settings)
+    try:
+        span = month_range(start, end or start)
+        path = out or Path(f"calls-SYNTHETIC-{code}-{span[0]:%Y%m}-{span[-1]:%Y%m}.csv")
+        with engine.connect() as conn:
+            rows = generate_calls(conn, code, span, path, seed)
+    except HarmmapError as exc:
+        raise _fail(exc) from None
+    finally:
+        engine.dispose()
+    typer.echo(f"wrote {rows:,} SYNTHETIC calls for {code} to {path}")
+
+
+@cli.command("quality")
+def quality(
+    force: ForceOption,
+    out: Annotated[Path | None, typer.Option(help="CSV to write (default: quality-<force>.csv).")] = None,
+) -> None:
+    """RAG-rate the data held for a force (the workshops' data validation exercise): table and CSV."""
+    import csv
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from ingest.quality import quality_report
+
+    code = _force_code(force)
+    engine = db.create_db_engine(_settings())
+    try:
+        with engine.connect() as conn:
+            lines = quality_report(conn, code)
+    finally:
+        engine.dispose()
+    colours = {"Green": "green", "Amber": "yellow", "Red": "red"}
+    table = Table(title=f"data quality for {code}")
+    for column in ("source", "check", "value", "rating", "detail", "thresholds"):
+        table.add_column(column)
+    for q in lines:
+        value = "-" if q.value is None else f"{q.value:.1%}"
+        table.add_row(q.source, q.check, value, f"[{colours[q.rating]}]{q.rating}[/]", q.detail, q.thresholds)
+    Console(width=max(Console().width, 180)).print(table)
+    path = out or Path(f"quality-{code}.csv")
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["force_code", "source", "check", "value", "rating", "detail", "thresholds"])
+        for q in lines:
+            writer.writerow(
+                [
+                    q.force_code,
+                    q.source,
+                    q.check,
+                    "" if q.value is None else round(q.value, 6),
+                    q.rating,
+                    q.detail,
+                    q.thresholds,
+                ]
+            )
+    typer.echo(f"wrote {path}")
+
+
+def _force_code(value: str) -> str:
+    from geo.levels import AreaLevel
+
+    code = value.strip().upper()
+    if not AreaLevel.FORCE.code_pattern.match(code):
+        typer.secho(
+            f"harmmap: --force {value!r} is not a police force area GSS code (E23 or W15 + 6 digits)",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return code
+
+
 def main() -> None:
     """Console entry point."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

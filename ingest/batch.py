@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
 import json
 import time
 from collections import Counter
@@ -19,13 +18,14 @@ from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
+from pgpq import ArrowToPostgresBinaryEncoder
 from psycopg import sql
 from sqlalchemy import Connection, Engine, text
 
 from geo.assign import Assigner
 from ingest.csvread import Block, CsvFile, CsvSchema
 from ingest.fields import Rejects
+from ingest.labels import Labels
 
 Progress = Callable[[int, int], None]
 
@@ -44,7 +44,11 @@ class LoadContext:
     schema: CsvSchema
     assigner: Assigner
     latest_month: dt.date
+    today: dt.date
+    labels: Labels
     force_code: str | None = None
+    # What a source remembers between the blocks of one file (e.g. the IDs it has seen).
+    state: dict[object, object] = field(default_factory=dict)
 
 
 @dataclass
@@ -54,6 +58,8 @@ class Processed:
     table: pa.Table
     rejects: Rejects
     notes: Counter[str] = field(default_factory=Counter)
+    # Reference layers arrive wide (one row per area) and are stored long (one row per measure).
+    expand: Callable[[pa.Table], pa.Table] | None = None
 
 
 class Source(Protocol):
@@ -128,6 +134,9 @@ def ingest_file(
         ).scalar()
         if existing is not None:
             return _already_loaded(conn, int(existing), path, source)
+        if getattr(source, "replaces", False):
+            # A reference layer is one edition at a time: a new file replaces the old one whole.
+            conn.execute(text("DELETE FROM ingest_batches WHERE source = :source"), {"source": source.name})
         batch_id = int(
             conn.execute(
                 text(
@@ -154,6 +163,8 @@ def ingest_file(
             schema=reader.schema,
             assigner=Assigner.from_store(conn),
             latest_month=today.replace(day=1),
+            today=today,
+            labels=Labels(conn),
             force_code=force_code,
         )
         report = IngestReport(file=path.name, source=source.name, batch_id=batch_id, status="loaded")
@@ -193,7 +204,8 @@ def _store_block(
     rows = processed.table.filter(pa.array(kept))
     rows = rows.add_column(0, "line", pa.array(block.lines[kept], pa.int32()))
     rows = rows.add_column(0, "batch_id", pa.array(np.full(rows.num_rows, batch_id, dtype=np.int32)))
-    copy_arrow(conn, table, rows)
+    accepted = rows.num_rows
+    copy_arrow(conn, table, processed.expand(rows) if processed.expand else rows)
 
     bad = ~kept
     bad_lines = block.lines[bad]
@@ -214,7 +226,7 @@ def _store_block(
     copy_arrow(conn, "ingest_rejects", rejects)
 
     report.data_rows += block.rows + len(block.rejects)
-    report.accepted += rows.num_rows
+    report.accepted += accepted
     report.rejected += rejects.num_rows
     report.blank_lines += block.blank_lines
     report.rejected_by_kind.update(rejects.column("kind").to_pylist())
@@ -222,23 +234,23 @@ def _store_block(
 
 
 def copy_arrow(conn: Connection, table: str, rows: pa.Table) -> None:
-    """COPY an Arrow table into ``table`` (a name from code), columns matched by name.
+    """COPY an Arrow table into ``table`` (a name from code) in PostgreSQL's binary format.
 
-    Arrow writes nulls as bare empty fields and strings quoted, which is exactly how PostgreSQL's CSV
-    COPY tells NULL from the empty string.
+    Columns are matched by name, and each Arrow type must be the column's exact binary type (int32 for
+    integer, int16 for smallint, date32 for date, timestamp[us, UTC] for timestamptz).
     """
     if rows.num_rows == 0:
         return
-    buffer = io.BytesIO()
-    pacsv.write_csv(rows, buffer, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
+    encoder = ArrowToPostgresBinaryEncoder(rows.schema)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(
         sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in rows.column_names)
     )
     dbapi = conn.connection.driver_connection
     with dbapi.cursor() as cur, cur.copy(statement) as copy:  # type: ignore[union-attr]
-        view = buffer.getbuffer()
-        for start in range(0, len(view), 1 << 20):
-            copy.write(view[start : start + (1 << 20)])
+        copy.write(encoder.write_header())
+        for batch in rows.to_batches(max_chunksize=65_536):
+            copy.write(encoder.write_batch(batch))
+        copy.write(encoder.finish())
 
 
 def _already_loaded(conn: Connection, batch_id: int, path: Path, source: Source) -> IngestReport:

@@ -32,6 +32,8 @@ class CsvSchema:
     name: str
     required: tuple[str, ...]
     optional: tuple[str, ...] = ()
+    # At least one of these groups of optional columns must be present in full (e.g. a coordinate pair).
+    one_of: tuple[tuple[str, ...], ...] = ()
 
     def check_header(self, path: Path, names: list[str]) -> None:
         """Refuse a header with missing, unexpected or repeated columns, naming each."""
@@ -40,6 +42,9 @@ class CsvSchema:
             for name in self.required
             if name not in names
         ]
+        if self.one_of and not any(all(c in names for c in group) for group in self.one_of):
+            choices = " or ".join("(" + ", ".join(group) + ")" for group in self.one_of)
+            problems.append(Problem(str(path), "line 1", "location", f"needs the columns {choices}"))
         allowed = set(self.required) | set(self.optional)
         problems += [
             Problem(str(path), "line 1", name, f"unexpected column; expected {list(self.required)}")

@@ -102,6 +102,14 @@ class Rejects:
 def quoted(values: pa.Array, mask: Mask) -> npt.NDArray[np.object_]:
     """Row values rendered for a reason message (only where ``mask``)."""
     out = np.full(len(mask), None, dtype=object)
-    py = values.to_numpy(zero_copy_only=False)
-    out[mask] = [repr(v) for v in py[mask]]
+    if mask.any():
+        picked = values.filter(pa.array(mask)).to_pylist()
+        out[mask] = [repr(v) for v in picked]
+    return out
+
+
+def described(prefix: str, values: pa.Array, mask: Mask) -> npt.NDArray[np.object_]:
+    """``prefix`` followed by each masked row's value, for reject reasons."""
+    out = quoted(values, mask)
+    out[mask] = [prefix + v for v in out[mask]]
     return out

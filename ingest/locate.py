@@ -51,6 +51,7 @@ def locate(
     coords: Coordinates | None,
     lsoa11_codes: npt.NDArray[np.object_] | None = None,
     lsoa_field: str = "LSOA code",
+    any_lsoa_edition: bool = False,
 ) -> dict[str, pa.Array]:
     """Located columns for every row of a block (values for rejected rows are placeholders)."""
     n = len(rejects.rejected)
@@ -129,7 +130,9 @@ def locate(
             _pair_msg("is outside the loaded force areas", lon, lat, missed),
         )
     if len(code_rows) and lsoa11_codes is not None:
-        got = ctx.assigner.assign_lsoa11_codes(lsoa11_codes[code_rows])
+        codes = lsoa11_codes[code_rows]
+        assigner = ctx.assigner
+        got = assigner.assign_lsoa_codes(codes) if any_lsoa_edition else assigner.assign_lsoa11_codes(codes)
         _put(columns, code_rows, got)
         located[code_rows] = got.located
         missed = np.zeros(n, dtype=bool)

@@ -8,13 +8,16 @@ Rules, applied in this order (a row is rejected for the first that fails):
   Vehicle crime); "Violent crime", "Other crime" (2011) and "Public disorder and weapons" have no
   one-to-one match and keep their original name, flagged by ``category_scheme``.
 * Location: see ``ingest.locate``. With no coordinates, the record's own LSOA code places it, flagged.
-* ``Crime ID``: a non-blank ID may be loaded once. A later row with the same ID, in this file or any
-  other, is rejected as a duplicate naming where the first is. Anti-social behaviour rows have no ID and
-  are never treated as duplicates of each other.
+* ``Crime ID``: police.uk lists a crime once, in the month it was recorded, so a non-blank ID may be
+  loaded once per force and month. A later row with the same ID, in this file or an earlier batch, is
+  rejected as a duplicate naming where the first is. Anti-social behaviour rows have no ID and are never
+  duplicates of each other.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 from collections import Counter
 from dataclasses import dataclass
 
@@ -27,7 +30,7 @@ from sqlalchemy import text
 from geo.levels import AreaLevel
 from ingest.batch import LoadContext, Processed
 from ingest.csvread import Block, CsvSchema
-from ingest.fields import Rejects, blank, months, nullify_blank, quoted
+from ingest.fields import Rejects, blank, described, months, nullify_blank
 from ingest.fields import text as trimmed
 from ingest.locate import Coordinates, locate
 
@@ -99,22 +102,21 @@ class PoliceUkStreet:
         notes: Counter[str] = Counter()
 
         month, malformed, out_of_range = months(col["Month"], ctx.latest_month)
-        rejects.add(malformed, "Month", "bad_month", _quote("is not YYYY-MM: ", col["Month"], malformed))
+        rejects.add(malformed, "Month", "bad_month", described("is not YYYY-MM: ", col["Month"], malformed))
         rejects.add(
             out_of_range,
             "Month",
             "bad_month",
-            _quote(f"is outside Dec 2010 to {ctx.latest_month:%b %Y}: ", col["Month"], out_of_range),
+            described(f"is outside Dec 2010 to {ctx.latest_month:%b %Y}: ", col["Month"], out_of_range),
         )
 
-        original = col["Crime type"].to_numpy(zero_copy_only=False)
-        canonical = np.array([_CANONICAL.get(" ".join(v.lower().split())) for v in original], dtype=object)
+        canonical = _canonical_categories(col["Crime type"])
         unknown = np.array([c is None for c in canonical], dtype=bool)
         rejects.add(
             unknown,
             "Crime type",
             "unknown_category",
-            _quote("is not a police.uk category: ", col["Crime type"], unknown),
+            described("is not a police.uk category: ", col["Crime type"], unknown),
         )
         crime_type, scheme = _classify(canonical, legacy)
         notes["unmapped_category"] += int(np.count_nonzero((scheme == "police_uk_2011_unmapped") & ~unknown))
@@ -127,11 +129,17 @@ class PoliceUkStreet:
         else:
             reported = col["LSOA code"].to_numpy(zero_copy_only=False).astype(object)
             no_code = blank(col["LSOA code"])
-            bad_code = ~no_code & ~np.array(
-                [bool(AreaLevel.LSOA11.code_pattern.match(c)) for c in reported], dtype=bool
+            bad_code = ~no_code & ~np.asarray(
+                pc.match_substring_regex(col["LSOA code"], AreaLevel.LSOA11.code_pattern.pattern).to_numpy(
+                    zero_copy_only=False
+                ),
+                dtype=bool,
             )
             rejects.add(
-                bad_code, "LSOA code", "bad_code", _quote("is not an LSOA code: ", col["LSOA code"], bad_code)
+                bad_code,
+                "LSOA code",
+                "bad_code",
+                described("is not an LSOA code: ", col["LSOA code"], bad_code),
             )
             located = locate(
                 ctx,
@@ -143,10 +151,9 @@ class PoliceUkStreet:
             )
             reported[no_code] = None
 
-        crime_id = None
-        if not legacy:
-            crime_id = nullify_blank(col["Crime ID"])
-            _reject_duplicates(ctx, block, crime_id, rejects)
+        crime_id = nullify_blank(col["Crime ID"]) if not legacy else pa.nulls(block.rows, pa.string())
+        month_days = np.asarray(month.to_numpy(zero_copy_only=False)).astype("datetime64[D]")
+        _reject_duplicates(ctx, block, crime_id, month_days, located["force_code"], rejects)
 
         assigned = np.asarray(located["lsoa11_code"].to_numpy(zero_copy_only=False), dtype=object)
         by_point = np.asarray(pc.equal(located["location_source"], "point").to_numpy(zero_copy_only=False))
@@ -161,23 +168,23 @@ class PoliceUkStreet:
         notes["located_by_lsoa_code"] += int(np.count_nonzero(~by_point & rejects.kept))
 
         n = block.rows
+        labels = ctx.labels
         table = pa.table(
             {
-                "crime_id": crime_id if crime_id is not None else pa.nulls(n, pa.string()),
+                "crime_id": crime_id,
                 "month": month,
-                "reported_by": col["Reported by"],
-                "falls_within": col["Falls within"],
+                "reported_by_id": labels.ids("police_force_name", col["Reported by"]),
+                "falls_within_id": labels.ids("police_force_name", col["Falls within"]),
                 "location_text": col["Location"],
                 "lsoa11_reported": pa.array(reported, pa.string())
                 if reported is not None
                 else pa.nulls(n, pa.string()),
                 "lsoa_disagrees": lsoa_disagrees,
-                "crime_type": pa.array(crime_type, pa.string()),
-                "crime_type_original": col["Crime type"],
-                "category_scheme": pa.array(scheme, pa.string()),
-                "outcome": nullify_blank(col["Last outcome category"])
+                "crime_type_id": labels.ids("crime_type", pa.array(crime_type, pa.string())),
+                "category_scheme_id": labels.ids("category_scheme", pa.array(scheme, pa.string())),
+                "outcome_id": labels.ids("outcome", nullify_blank(col["Last outcome category"]))
                 if not legacy
-                else pa.nulls(n, pa.string()),
+                else pa.nulls(n, pa.int16()),
                 "context": nullify_blank(col["Context"]),
                 **located,
             }
@@ -200,9 +207,38 @@ def _classify(canonical: np.ndarray, legacy: bool) -> tuple[np.ndarray, np.ndarr
     return crime_type, scheme
 
 
-def _reject_duplicates(ctx: LoadContext, block: Block, crime_id: pa.Array, rejects: Rejects) -> None:
+_HEX = np.full(256, 255, dtype=np.uint8)
+_HEX[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
+_HEX[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16, dtype=np.uint8)
+_SHIFTS = np.arange(60, -4, -4, dtype=np.uint64)
+
+
+def crime_keys(ids: np.ndarray) -> np.ndarray:
+    """A 64-bit key per Crime ID: its first 16 hex digits (police.uk IDs are SHA-256 hex), else a hash."""
+    heads = np.array([v[:16] for v in ids], dtype="S16")
+    nibbles = _HEX[heads.view(np.uint8).reshape(len(ids), 16)] if len(ids) else np.empty((0, 16), np.uint8)
+    hexadecimal = (nibbles < 16).all(axis=1) & np.array([len(v) >= 16 for v in ids], dtype=bool)
+    keys: np.ndarray = (nibbles.astype(np.uint64) << _SHIFTS).sum(axis=1, dtype=np.uint64).view(np.int64)
+    for i in np.flatnonzero(~hexadecimal):
+        keys[i] = int.from_bytes(hashlib.blake2b(ids[i].encode(), digest_size=8).digest(), "big", signed=True)
+    return keys
+
+
+def _reject_duplicates(
+    ctx: LoadContext,
+    block: Block,
+    crime_id: pa.Array,
+    month: np.ndarray,
+    force: pa.Array,
+    rejects: Rejects,
+) -> None:
+    """Reject repeated Crime IDs.
+
+    Within the block the comparison is exact; against earlier rows of the same force and month it is by
+    64-bit key, and each key hit is confirmed against the stored ID.
+    """
     ids = crime_id.to_numpy(zero_copy_only=False)
-    present = np.array([v is not None for v in ids], dtype=bool) & rejects.kept
+    present = np.asarray(crime_id.is_valid().to_numpy(zero_copy_only=False), dtype=bool) & rejects.kept
     if not present.any():
         return
     frame = pd.DataFrame({"id": ids[present], "line": block.lines[present]})
@@ -213,27 +249,84 @@ def _reject_duplicates(ctx: LoadContext, block: Block, crime_id: pa.Array, rejec
     reason[present] = [f"Crime ID repeats line {f} of this file" for f in first]
     rejects.add(repeat, "Crime ID", "duplicate_id", reason)
 
-    candidates = sorted(set(ids[present & ~repeat]))
-    earlier = ctx.conn.execute(
-        text("SELECT crime_id, batch_id, line FROM crimes WHERE crime_id = ANY(:ids)"), {"ids": candidates}
-    ).all()
-    if earlier:
-        where = {r.crime_id: (r.batch_id, r.line) for r in earlier}
-        seen = np.array([v in where for v in ids], dtype=bool) & present
-        reason = np.full(len(ids), None, dtype=object)
-        reason[seen] = [
-            "Crime ID already loaded: "
-            + (
-                f"line {where[v][1]} of this file"
-                if where[v][0] == ctx.batch_id
-                else f"batch {where[v][0]}, line {where[v][1]}"
-            )
-            for v in ids[seen]
-        ]
-        rejects.add(seen, "Crime ID", "duplicate_id", reason)
+    forces = np.asarray(force.to_numpy(zero_copy_only=False), dtype=object)
+    candidates = present & ~repeat
+    keys = np.zeros(len(ids), dtype=np.int64)
+    keys[candidates] = crime_keys(ids[candidates])
+    groups = sorted(set(zip(forces[candidates].tolist(), month[candidates].tolist(), strict=True)))
+    for force_code, month_day in groups:
+        rows = candidates & (forces == force_code) & (month == np.datetime64(month_day))
+        seen = _seen_keys(ctx, str(force_code), month_day)
+        hits = rows & seen.contains(keys)
+        if hits.any():
+            earlier = ctx.conn.execute(
+                text(
+                    "SELECT crime_id, batch_id, line FROM crimes WHERE force_code = :f AND month = :m "
+                    "AND crime_id = ANY(CAST(:ids AS text[]))"
+                ),
+                {"f": force_code, "m": month_day, "ids": sorted(set(ids[hits]))},
+            ).all()
+            where = {r.crime_id: (r.batch_id, r.line) for r in earlier}
+            confirmed = hits & np.array([v in where for v in ids], dtype=bool)
+            reason = np.full(len(ids), None, dtype=object)
+            reason[confirmed] = [
+                "Crime ID already loaded: "
+                + (
+                    f"line {where[v][1]} of this file"
+                    if where[v][0] == ctx.batch_id
+                    else f"batch {where[v][0]}, line {where[v][1]}"
+                )
+                for v in ids[confirmed]
+            ]
+            rejects.add(confirmed, "Crime ID", "duplicate_id", reason)
+        seen.add(keys[rows & rejects.kept])
 
 
-def _quote(prefix: str, values: pa.Array, mask: np.ndarray) -> np.ndarray:
-    out = quoted(values, mask)
-    out[mask] = [prefix + v for v in out[mask]]
-    return out
+class KeySet:
+    """A growing set of int64 keys held as a few sorted chunks of decreasing size (merged LSM-style)."""
+
+    def __init__(self) -> None:
+        self._chunks: list[np.ndarray] = []
+
+    def add(self, keys: np.ndarray) -> None:
+        """Remember ``keys``; chunks are merged as they pile up, so lookups stay a few binary searches."""
+        if len(keys):
+            self._chunks.append(np.sort(keys))
+        while len(self._chunks) > 1 and len(self._chunks[-1]) * 4 >= len(self._chunks[-2]):
+            newest = self._chunks.pop()
+            self._chunks[-1] = np.sort(np.concatenate((self._chunks[-1], newest)))
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        """Which of ``keys`` have been added."""
+        found = np.zeros(len(keys), dtype=bool)
+        for chunk in self._chunks:
+            pos = np.minimum(np.searchsorted(chunk, keys), len(chunk) - 1)
+            found |= chunk[pos] == keys
+        return found
+
+
+def _seen_keys(ctx: LoadContext, force_code: str, month_day: dt.date) -> KeySet:
+    cached = ctx.state.get(("crime_keys", force_code, month_day))
+    if isinstance(cached, KeySet):
+        return cached
+    stored = (
+        ctx.conn.execute(
+            text("SELECT crime_id FROM crimes WHERE force_code = :f AND month = :m AND crime_id IS NOT NULL"),
+            {"f": force_code, "m": month_day},
+        )
+        .scalars()
+        .all()
+    )
+    seen = KeySet()
+    seen.add(crime_keys(np.array(stored, dtype=object)))
+    ctx.state[("crime_keys", force_code, month_day)] = seen
+    return seen
+
+
+def _canonical_categories(values: pa.Array) -> np.ndarray:
+    """The police.uk category each value names (case and spacing forgiven), or None."""
+    encoded = pc.dictionary_encode(values)
+    names = [_CANONICAL.get(" ".join(v.lower().split())) for v in encoded.dictionary.to_pylist()]
+    lookup = np.array([*names, None], dtype=object)
+    picked: np.ndarray = lookup[np.asarray(encoded.indices.to_numpy(zero_copy_only=False))]
+    return picked

@@ -16,13 +16,12 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
 from ingest.batch import LoadContext, Processed
 from ingest.csvread import Block, CsvSchema
-from ingest.fields import EARLIEST_MONTH, Rejects, blank, nullify_blank, one_of, quoted
+from ingest.fields import EARLIEST_MONTH, Rejects, blank, described, nullify_blank, one_of
 from ingest.fields import text as trimmed
 from ingest.locate import Coordinates, locate
 
@@ -118,7 +117,7 @@ class PoliceUkStopSearch:
         occurred = pd.Series(pd.to_datetime(raw_dates, utc=True, format="ISO8601", errors="coerce"))
         bad_date = occurred.isna().to_numpy()
         rejects.add(
-            bad_date, "Date", "bad_date", _quote("is not an ISO 8601 date-time: ", col["Date"], bad_date)
+            bad_date, "Date", "bad_date", described("is not an ISO 8601 date-time: ", col["Date"], bad_date)
         )
         local = occurred.dt.tz_convert("Europe/London")
         month_index = (local.dt.year.fillna(1970) - 1970) * 12 + local.dt.month.fillna(1) - 1
@@ -129,7 +128,7 @@ class PoliceUkStopSearch:
             out_of_range,
             "Date",
             "bad_month",
-            _quote(f"is outside Dec 2010 to {ctx.latest_month:%b %Y}: ", col["Date"], out_of_range),
+            described(f"is outside Dec 2010 to {ctx.latest_month:%b %Y}: ", col["Date"], out_of_range),
         )
 
         self._check_values(col, rejects)
@@ -143,7 +142,7 @@ class PoliceUkStopSearch:
             unknown_ethnicity,
             "Self-defined ethnicity",
             "unknown_category",
-            _quote(
+            described(
                 "is not a police.uk self-defined ethnicity: ",
                 col["Self-defined ethnicity"],
                 unknown_ethnicity,
@@ -201,7 +200,7 @@ class PoliceUkStopSearch:
         for field, allowed, kind in checks:
             bad = ~one_of(col[field], allowed)
             rejects.add(
-                bad, field, kind, _quote(f"is not one of police.uk's {field} values: ", col[field], bad)
+                bad, field, kind, described(f"is not one of police.uk's {field} values: ", col[field], bad)
             )
         for field in (
             "Part of a policing operation",
@@ -210,14 +209,8 @@ class PoliceUkStopSearch:
         ):
             values = col[field].to_numpy(zero_copy_only=False)
             bad = np.array([v.lower() not in BOOLEANS for v in values], dtype=bool)
-            rejects.add(bad, field, "bad_value", _quote("is not True, False or blank: ", col[field], bad))
+            rejects.add(bad, field, "bad_value", described("is not True, False or blank: ", col[field], bad))
 
 
 def _booleans(column: pa.Array) -> pa.Array:
     return pa.array([BOOLEANS.get(v.lower()) for v in column.to_numpy(zero_copy_only=False)], pa.bool_())
-
-
-def _quote(prefix: str, values: pa.Array, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.object_]:
-    out = quoted(values, mask)
-    out[mask] = [prefix + v for v in out[mask]]
-    return out

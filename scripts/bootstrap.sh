@@ -130,4 +130,17 @@ log "database: $("$HARMMAP" db ping | cut -d, -f1)"
 "$HARMMAP" db create
 "$HARMMAP" db upgrade
 "$HARMMAP" load boundaries
+
+# --- 4. Demo data: every real sample shipped in data/, plus SYNTHETIC calls for both forces -------
+# Each load is idempotent (a file already loaded is skipped), so re-running setup changes nothing.
+"$HARMMAP" ingest census >/dev/null
+"$HARMMAP" ingest imd >/dev/null
+"$HARMMAP" ingest police-uk data/police_uk/street/*/*.csv
+"$HARMMAP" ingest stop-search data/police_uk/stop_and_search/*/*.csv
+mkdir -p data/generated
+for force in E23000030 E23000014; do
+    calls="data/generated/calls-SYNTHETIC-$force-201901-201903.csv"
+    [ -f "$calls" ] || "$HARMMAP" generate calls --force "$force" --months 2019-01..2019-03 --seed 2018 --out "$calls"
+    "$HARMMAP" ingest calls "$calls" --force "$force"
+done
 log "ready"

@@ -68,7 +68,7 @@ def street_rows(engine: Engine, report: IngestReport) -> dict[int, dict[str, obj
     with engine.connect() as conn:
         rows = (
             conn.execute(
-                text("SELECT * FROM crimes WHERE batch_id = :b ORDER BY line"), {"b": report.batch_id}
+                text("SELECT * FROM crime_records WHERE batch_id = :b ORDER BY line"), {"b": report.batch_id}
             )
             .mappings()
             .all()
