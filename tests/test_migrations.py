@@ -28,6 +28,7 @@ TABLES = {
     "offences",
     "calls",
     "imd2019_lsoa11",
+    "labels",
     "census2021_ethnicity",
 }
 
