@@ -15,7 +15,7 @@ from harmmap.settings import REPO_ROOT, Settings
 WEB = {"fastapi", "starlette"}
 
 
-@pytest.mark.parametrize("package", ["geo", "harm_index", "harmmap"])
+@pytest.mark.parametrize("package", ["geo", "harm_index", "harmmap", "ingest"])
 def test_domain_packages_never_import_the_web_framework(package: str) -> None:
     offenders = []
     for path in sorted((REPO_ROOT / package).rglob("*.py")):
@@ -67,7 +67,7 @@ def test_sql_lives_in_files_and_is_packaged() -> None:
     sql = sorted(p.name for p in (REPO_ROOT / "geo" / "sql").glob("*.sql"))
     assert "areas_features.sql" in sql
     pyproject = (REPO_ROOT / "pyproject.toml").read_text()
-    assert '"sql/*.sql"' in pyproject
+    assert '"geo.sql" = ["*.sql"]' in pyproject
 
 
 def test_no_module_level_settings_objects() -> None:
