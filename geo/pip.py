@@ -8,9 +8,11 @@ with ``shapely.contains_xy`` against that cell's few candidate polygons. No poin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
@@ -42,6 +44,9 @@ class PolygonIndex:
     edge_cells: CellArray
     edge_indptr: npt.NDArray[np.int64]
     edge_polygons: IndexArray
+    # Hash tables over the two cell lists, built once: a lookup is O(1) per point.
+    interior_lookup: pd.Index
+    edge_lookup: pd.Index
     resolution: int = FINEST
 
     @classmethod
@@ -71,17 +76,19 @@ class PolygonIndex:
             edge_cells=edge_cells,
             edge_indptr=indptr,
             edge_polygons=pair_polygons,
+            interior_lookup=pd.Index(interior_cells),
+            edge_lookup=pd.Index(edge_cells),
             resolution=resolution,
         )
 
     def locate(self, cells: CellArray, lon: FloatArray, lat: FloatArray) -> IndexArray:
         """Index of the polygon containing each point, or -1; ``cells`` are the points' H3 cells."""
         found = np.full(len(cells), OUTSIDE, dtype=np.int32)
-        hit, owner = _find(self.interior_cells, cells)
+        hit, owner = _find(self.interior_lookup, cells)
         found[hit] = self.interior_owner[owner[hit]]
 
         rest = np.flatnonzero(~hit)
-        on_edge, pos = _find(self.edge_cells, cells[rest])
+        on_edge, pos = _find(self.edge_lookup, cells[rest])
         points, pos = rest[on_edge], pos[on_edge]
         starts = self.edge_indptr[pos]
         counts = self.edge_indptr[pos + 1] - starts
@@ -98,11 +105,10 @@ class PolygonIndex:
         return found
 
 
-def _find(sorted_cells: CellArray, cells: CellArray) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
-    """Which ``cells`` occur in ``sorted_cells``, and where (positions only valid where found)."""
-    if len(sorted_cells) == 0:
+def _find(index: pd.Index, cells: CellArray) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+    """Which ``cells`` are in ``index``, and where (positions only valid where found)."""
+    if len(index) == 0:
         return np.zeros(len(cells), dtype=bool), np.zeros(len(cells), dtype=np.int64)
-    pos = np.searchsorted(sorted_cells, cells)
-    pos_clipped = np.minimum(pos, len(sorted_cells) - 1)
-    hit = sorted_cells[pos_clipped] == cells
-    return hit, pos_clipped
+    pos = index.get_indexer(cast(Any, cells))  # pandas-stubs wants an Index; an ndarray is accepted
+    hit = pos >= 0
+    return hit, np.where(hit, pos, 0)

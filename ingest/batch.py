@@ -12,7 +12,9 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -34,11 +36,47 @@ def _no_progress(_done: int, _total: int) -> None:
     return None
 
 
+class BlockWriter:
+    """Stores blocks on the batch's connection in a second thread, one block behind the reader.
+
+    While block N is COPY'd (PostgreSQL works on its own core), block N+1 is parsed and checked. Anything
+    else that needs the connection waits for the COPY in flight first, through ``connection()``.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harmmap-copy")
+        self._pending: Future[None] | None = None
+
+    def connection(self) -> Connection:
+        """The connection, once no COPY is in flight on it."""
+        self.wait()
+        return self._conn
+
+    def submit(self, store: Callable[[], None]) -> None:
+        """Store a block after the previous one has finished."""
+        self.wait()
+        self._pending = self._pool.submit(store)
+
+    def wait(self) -> None:
+        """Wait for the block in flight; its error, if any, is raised here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """Finish (or, after an error, abandon) the block in flight and stop the thread."""
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
 @dataclass(frozen=True)
 class LoadContext:
     """What a source needs to process a block."""
 
-    conn: Connection
+    writer: BlockWriter
     batch_id: int
     path: Path
     schema: CsvSchema
@@ -49,6 +87,11 @@ class LoadContext:
     force_code: str | None = None
     # What a source remembers between the blocks of one file (e.g. the IDs it has seen).
     state: dict[object, object] = field(default_factory=dict)
+
+    @property
+    def conn(self) -> Connection:
+        """The batch's connection (waits for any block still being stored)."""
+        return self.writer.connection()
 
 
 @dataclass
@@ -156,25 +199,29 @@ def ingest_file(
                 },
             ).scalar_one()
         )
+        writer = BlockWriter(conn)
         ctx = LoadContext(
-            conn=conn,
+            writer=writer,
             batch_id=batch_id,
             path=path,
             schema=reader.schema,
             assigner=Assigner.from_store(conn),
             latest_month=today.replace(day=1),
             today=today,
-            labels=Labels(conn),
+            labels=Labels(writer.connection),
             force_code=force_code,
         )
         report = IngestReport(file=path.name, source=source.name, batch_id=batch_id, status="loaded")
         done = 0
         progress(0, size)
-        for block in reader.blocks():
-            processed = source.process(block, ctx)
-            _store_block(conn, source.table, batch_id, block, processed, report)
-            done += block.bytes_read
-            progress(done, size)
+        try:
+            for block in reader.blocks():
+                processed = source.process(block, ctx)
+                writer.submit(partial(_store_block, conn, source.table, batch_id, block, processed, report))
+                done += block.bytes_read
+                progress(done, size)
+        finally:
+            writer.close()
         report.seconds = time.perf_counter() - clock
         conn.execute(
             text(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -12,8 +14,8 @@ from sqlalchemy import Connection, text
 class Labels:
     """Maps label text to its smallint id for one load, adding labels the store has not seen."""
 
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
+    def __init__(self, connection: Callable[[], Connection]) -> None:
+        self._connection = connection
         self._ids: dict[tuple[str, str], int] = {}
 
     def ids(self, kind: str, values: pa.Array) -> pa.Array:
@@ -34,14 +36,15 @@ class Labels:
         return pa.array(ids, pa.int16(), mask=np.asarray(indices.is_null().to_numpy(zero_copy_only=False)))
 
     def _fetch(self, kind: str, words: list[str]) -> None:
-        self._conn.execute(
+        conn = self._connection()
+        conn.execute(
             text(
                 "INSERT INTO labels (kind, label) SELECT :kind, unnest(CAST(:words AS text[])) "
                 "ON CONFLICT (kind, label) DO NOTHING"
             ),
             {"kind": kind, "words": words},
         )
-        rows = self._conn.execute(
+        rows = conn.execute(
             text("SELECT label, id FROM labels WHERE kind = :kind AND label = ANY(CAST(:words AS text[]))"),
             {"kind": kind, "words": words},
         ).all()

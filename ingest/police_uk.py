@@ -22,7 +22,6 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import text
@@ -211,16 +210,29 @@ _HEX = np.full(256, 255, dtype=np.uint8)
 _HEX[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
 _HEX[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16, dtype=np.uint8)
 _SHIFTS = np.arange(60, -4, -4, dtype=np.uint64)
+_HEX_HEAD = r"^[0-9a-fA-F]{16}"
 
 
-def crime_keys(ids: np.ndarray) -> np.ndarray:
+def crime_keys(ids: pa.Array) -> np.ndarray:
     """A 64-bit key per Crime ID: its first 16 hex digits (police.uk IDs are SHA-256 hex), else a hash."""
-    heads = np.array([v[:16] for v in ids], dtype="S16")
-    nibbles = _HEX[heads.view(np.uint8).reshape(len(ids), 16)] if len(ids) else np.empty((0, 16), np.uint8)
-    hexadecimal = (nibbles < 16).all(axis=1) & np.array([len(v) >= 16 for v in ids], dtype=bool)
-    keys: np.ndarray = (nibbles.astype(np.uint64) << _SHIFTS).sum(axis=1, dtype=np.uint64).view(np.int64)
+    ids = pa.array(ids, pa.string()) if not isinstance(ids, pa.Array) else ids
+    keys = np.zeros(len(ids), dtype=np.int64)
+    if len(ids) == 0:
+        return keys
+    hexadecimal = np.asarray(
+        pc.match_substring_regex(ids, _HEX_HEAD).to_numpy(zero_copy_only=False), dtype=bool
+    )
+    if hexadecimal.any():
+        heads = pc.cast(pc.utf8_slice_codeunits(ids.filter(pa.array(hexadecimal)), 0, 16), pa.binary(16))
+        raw = np.frombuffer(heads.buffers()[1], dtype=np.uint8)[
+            heads.offset * 16 : (heads.offset + len(heads)) * 16
+        ]
+        nibbles = _HEX[raw.reshape(len(heads), 16)].astype(np.uint64)
+        keys[hexadecimal] = (nibbles << _SHIFTS).sum(axis=1, dtype=np.uint64).view(np.int64)
     for i in np.flatnonzero(~hexadecimal):
-        keys[i] = int.from_bytes(hashlib.blake2b(ids[i].encode(), digest_size=8).digest(), "big", signed=True)
+        keys[i] = int.from_bytes(
+            hashlib.blake2b(str(ids[i]).encode(), digest_size=8).digest(), "big", signed=True
+        )
     return keys
 
 
@@ -234,52 +246,66 @@ def _reject_duplicates(
 ) -> None:
     """Reject repeated Crime IDs.
 
-    Within the block the comparison is exact; against earlier rows of the same force and month it is by
-    64-bit key, and each key hit is confirmed against the stored ID.
+    IDs are compared by 64-bit key, and every key match is confirmed against the full ID before a row is
+    rejected: within the block directly, against earlier rows of the same force and month in the store.
     """
-    ids = crime_id.to_numpy(zero_copy_only=False)
     present = np.asarray(crime_id.is_valid().to_numpy(zero_copy_only=False), dtype=bool) & rejects.kept
     if not present.any():
         return
-    frame = pd.DataFrame({"id": ids[present], "line": block.lines[present]})
-    first = frame.groupby("id")["line"].transform("min").to_numpy()
-    repeat = np.zeros(len(ids), dtype=bool)
-    repeat[present] = first != frame["line"].to_numpy()
-    reason = np.full(len(ids), None, dtype=object)
-    reason[present] = [f"Crime ID repeats line {f} of this file" for f in first]
-    rejects.add(repeat, "Crime ID", "duplicate_id", reason)
+    rows = np.flatnonzero(present)
+    ids = crime_id.take(pa.array(rows))
+    keys = crime_keys(ids)
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    earlier = first[inverse]
+    candidate = earlier != np.arange(len(rows))
+    if candidate.any():
+        same = np.array(
+            [
+                ids[int(a)].as_py() == ids[int(b)].as_py()
+                for a, b in zip(np.flatnonzero(candidate), earlier[candidate], strict=True)
+            ],
+            dtype=bool,
+        )
+        repeat_rows = rows[np.flatnonzero(candidate)[same]]
+        first_lines = block.lines[rows[earlier[candidate][same]]]
+        mask = np.zeros(block.rows, dtype=bool)
+        mask[repeat_rows] = True
+        reason = np.full(block.rows, None, dtype=object)
+        reason[repeat_rows] = [f"Crime ID repeats line {line} of this file" for line in first_lines]
+        rejects.add(mask, "Crime ID", "duplicate_id", reason)
 
-    forces = np.asarray(force.to_numpy(zero_copy_only=False), dtype=object)
-    candidates = present & ~repeat
-    keys = np.zeros(len(ids), dtype=np.int64)
-    keys[candidates] = crime_keys(ids[candidates])
-    groups = sorted(set(zip(forces[candidates].tolist(), month[candidates].tolist(), strict=True)))
-    for force_code, month_day in groups:
-        rows = candidates & (forces == force_code) & (month == np.datetime64(month_day))
-        seen = _seen_keys(ctx, str(force_code), month_day)
-        hits = rows & seen.contains(keys)
+    live = rejects.kept[rows]
+    rows, keys, ids = rows[live], keys[live], ids.filter(pa.array(live))
+    encoded = pc.dictionary_encode(force.take(pa.array(rows)))
+    force_index = np.asarray(encoded.indices.to_numpy(zero_copy_only=False))
+    forces = encoded.dictionary.to_pylist()
+    days = month[rows].astype(np.int64)
+    for f_index, day in sorted(set(zip(force_index.tolist(), days.tolist(), strict=True))):
+        group = (force_index == f_index) & (days == day)
+        month_day = np.datetime64(day, "D").astype(object)
+        seen = _seen_keys(ctx, forces[f_index], month_day)
+        hits = group & seen.contains(keys)
         if hits.any():
-            earlier = ctx.conn.execute(
+            hit_ids = ids.filter(pa.array(hits)).to_pylist()
+            stored = ctx.conn.execute(
                 text(
                     "SELECT crime_id, batch_id, line FROM crimes WHERE force_code = :f AND month = :m "
                     "AND crime_id = ANY(CAST(:ids AS text[]))"
                 ),
-                {"f": force_code, "m": month_day, "ids": sorted(set(ids[hits]))},
+                {"f": forces[f_index], "m": month_day, "ids": sorted(set(hit_ids))},
             ).all()
-            where = {r.crime_id: (r.batch_id, r.line) for r in earlier}
-            confirmed = hits & np.array([v in where for v in ids], dtype=bool)
-            reason = np.full(len(ids), None, dtype=object)
-            reason[confirmed] = [
-                "Crime ID already loaded: "
-                + (
-                    f"line {where[v][1]} of this file"
-                    if where[v][0] == ctx.batch_id
-                    else f"batch {where[v][0]}, line {where[v][1]}"
+            where = {r.crime_id: (r.batch_id, r.line) for r in stored}
+            hit_rows = rows[hits]
+            confirmed = [(row, where[v]) for row, v in zip(hit_rows, hit_ids, strict=True) if v in where]
+            mask = np.zeros(block.rows, dtype=bool)
+            reason = np.full(block.rows, None, dtype=object)
+            for row, (batch, line) in confirmed:
+                mask[row] = True
+                reason[row] = "Crime ID already loaded: " + (
+                    f"line {line} of this file" if batch == ctx.batch_id else f"batch {batch}, line {line}"
                 )
-                for v in ids[confirmed]
-            ]
-            rejects.add(confirmed, "Crime ID", "duplicate_id", reason)
-        seen.add(keys[rows & rejects.kept])
+            rejects.add(mask, "Crime ID", "duplicate_id", reason)
+        seen.add(keys[group & rejects.kept[rows]])
 
 
 class KeySet:
@@ -299,9 +325,13 @@ class KeySet:
     def contains(self, keys: np.ndarray) -> np.ndarray:
         """Which of ``keys`` have been added."""
         found = np.zeros(len(keys), dtype=bool)
+        if not self._chunks or not len(keys):
+            return found
+        order = np.argsort(keys)  # sorted probes walk each chunk in order, which is several times faster
+        probes = keys[order]
         for chunk in self._chunks:
-            pos = np.minimum(np.searchsorted(chunk, keys), len(chunk) - 1)
-            found |= chunk[pos] == keys
+            pos = np.minimum(np.searchsorted(chunk, probes), len(chunk) - 1)
+            found[order] |= chunk[pos] == probes
         return found
 
 
@@ -318,7 +348,7 @@ def _seen_keys(ctx: LoadContext, force_code: str, month_day: dt.date) -> KeySet:
         .all()
     )
     seen = KeySet()
-    seen.add(crime_keys(np.array(stored, dtype=object)))
+    seen.add(crime_keys(pa.array(stored, pa.string())))
     ctx.state[("crime_keys", force_code, month_day)] = seen
     return seen
 
