@@ -406,6 +406,79 @@ def quality(
     typer.echo(f"wrote {path}")
 
 
+weights_cli = typer.Typer(help="Harm weight schemes.", no_args_is_help=True)
+cli.add_typer(weights_cli, name="weights")
+
+
+@weights_cli.command("builtin")
+def weights_builtin() -> None:
+    """Load the ONS Crime Severity Score scheme shipped in data/harm_weights (idempotent)."""
+    from harm_index.weights import ons_css_scheme
+
+    settings = _settings()
+    folder = settings.data_dir / "harm_weights"
+    scheme = ons_css_scheme(
+        folder / "ons_css_weights_x_policeuk_category_MOPD.csv",
+        folder / "recorded_crime_by_ho_code_EW_2002-2015.csv",
+    )
+    _store(settings, scheme)
+
+
+@weights_cli.command("load")
+def weights_load(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="CSV: offence_code or category, weight.")
+    ],
+    name: Annotated[str, typer.Option(help="Scheme name, e.g. cambridge-chi.")],
+    version: Annotated[str, typer.Option(help="Version of this set of weights, e.g. 2016.")],
+    source: Annotated[str, typer.Option(help="Where the weights come from.")] = "user-supplied",
+) -> None:
+    """Load a user-supplied weight scheme (e.g. a Cambridge Crime Harm Index table)."""
+    from harm_index.weights import read_user_scheme
+
+    settings = _settings()
+    try:
+        scheme = read_user_scheme(file, name, version, source)
+    except HarmmapError as exc:
+        raise _fail(exc) from None
+    _store(settings, scheme)
+
+
+@weights_cli.command("list")
+def weights_list() -> None:
+    """List the weight schemes in the store."""
+    from sqlalchemy import text
+
+    engine = db.create_db_engine(_settings())
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT s.name, s.version, count(w.*) AS n, s.method FROM weight_schemes s "
+                    "LEFT JOIN weights w ON w.scheme_id = s.id GROUP BY s.id ORDER BY s.name, s.version"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    for row in rows:
+        typer.echo(f"{row.name}  {row.version}  {row.n} weights  ({row.method})")
+
+
+def _store(settings: Settings, scheme: object) -> None:
+    from harm_index.weights import Scheme, store_scheme
+
+    assert isinstance(scheme, Scheme)
+    engine = db.create_db_engine(settings)
+    try:
+        with engine.begin() as conn:
+            _, status = store_scheme(conn, scheme)
+    except HarmmapError as exc:
+        raise _fail(exc) from None
+    finally:
+        engine.dispose()
+    typer.echo(f"{scheme.name} {scheme.version}: {status} ({len(scheme.weights)} weights)")
+
+
 def _force_code(value: str) -> str:
     from geo.levels import AreaLevel
 

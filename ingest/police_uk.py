@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from sqlalchemy import text
 
 from geo.levels import AreaLevel
+from harm_index.categories import POLICE_UK_CATEGORIES
 from ingest.batch import LoadContext, Processed
 from ingest.csvread import Block, CsvSchema
 from ingest.fields import Rejects, blank, described, months, nullify_blank
@@ -55,22 +56,6 @@ LEGACY_2011 = CsvSchema(
     ("Month", "Reported by", "Falls within", "Easting", "Northing", "Location", "Crime type", "Context"),
 )
 
-CATEGORIES = (
-    "Anti-social behaviour",
-    "Bicycle theft",
-    "Burglary",
-    "Criminal damage and arson",
-    "Drugs",
-    "Other crime",
-    "Other theft",
-    "Possession of weapons",
-    "Public order",
-    "Robbery",
-    "Shoplifting",
-    "Theft from the person",
-    "Vehicle crime",
-    "Violence and sexual offences",
-)
 # Categories police.uk used before May 2013 that have no one-to-one current category.
 RETIRED_CATEGORIES = ("Violent crime", "Public disorder and weapons")
 # The 2011 format's categories that mean the same as a current one.
@@ -82,7 +67,7 @@ LEGACY_ONE_TO_ONE = {
 }
 LEGACY_UNMAPPED = ("Violent crime", "Other crime")
 
-_CANONICAL = {name.lower(): name for name in (*CATEGORIES, *RETIRED_CATEGORIES)}
+_CANONICAL = {name.lower(): name for name in (*POLICE_UK_CATEGORIES, *RETIRED_CATEGORIES)}
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ TABLES = {
     "offences",
     "calls",
     "imd2019_lsoa11",
+    "weight_schemes",
+    "weights",
     "labels",
     "census2021_ethnicity",
 }
