@@ -479,6 +479,165 @@ def _store(settings: Settings, scheme: object) -> None:
     typer.echo(f"{scheme.name} {scheme.version}: {status} ({len(scheme.weights)} weights)")
 
 
+@cli.command("harm")
+def harm(
+    force: ForceOption,
+    level: Annotated[
+        str, typer.Option(help="force, local_authority, ward, lsoa21, lsoa11, h3_7 ... h3_10.")
+    ] = "ward",
+    start: Annotated[
+        str | None, typer.Option("--from", help="First month, YYYY-MM (default: baseline start).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Last month, YYYY-MM (default: baseline end).")
+    ] = None,
+    period: Annotated[
+        str | None, typer.Option(help="Instead of --from/--to: FY2019/20, 2019, baseline, covid...")
+    ] = None,
+    scheme: Annotated[str, typer.Option(help="Weight scheme name.")] = "ons-css",
+    source: Annotated[str, typer.Option(help="police_uk_street or force_offences.")] = "police_uk_street",
+    against: Annotated[
+        str | None, typer.Option(help="Compare with this period, e.g. baseline or pre-covid.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write every area to this CSV.")] = None,
+    top: Annotated[int, typer.Option(help="Rows to print (highest harm rate first).")] = 25,
+) -> None:
+    """Harm per area and period: counts, harm, harm per 1,000 residents, 95% intervals, caveats."""
+    import csv
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from harm_index.periods import Period, month, named_periods, parse_period
+    from harm_index.scores import area_harm
+    from harm_index.weights import load_scheme
+
+    settings = _settings()
+    code = _force_code(force)
+    engine = db.create_db_engine(settings)
+    try:
+        named = named_periods(
+            settings.baseline_start, settings.baseline_end, settings.covid_start, settings.covid_end
+        )
+        if period:
+            chosen = parse_period(period, named)
+        else:
+            first = month(start, "--from") if start else named.baseline.start
+            last = month(end, "--to") if end else named.baseline.end
+            chosen = Period(first, last, f"{first:%Y-%m} to {last:%Y-%m}")
+        compare = parse_period(against, named, "--against") if against else None
+        with engine.connect() as conn:
+            result = area_harm(
+                conn,
+                level=level,
+                force_code=code,
+                period=chosen,
+                scheme=load_scheme(conn, scheme),
+                source=source,
+                baseline=compare,
+            )
+    except HarmmapError as exc:
+        raise _fail(exc) from None
+    finally:
+        engine.dispose()
+    console = Console(width=max(Console().width, 160))
+    table = Table(
+        title=f"{result.source} harm, {result.level} in {code}, {result.period.label} "
+        f"({result.scheme} {result.scheme_version})"
+    )
+    for column in (
+        "code",
+        "name",
+        "incidents",
+        "harm (days)",
+        "harm / 1,000",
+        "95% interval",
+        "change",
+        "sig",
+    ):
+        table.add_column(column, justify="left" if column in {"code", "name"} else "right")
+    ranked = sorted(result.areas, key=lambda a: (a.harm_rate is None, -(a.harm_rate or a.harm)))
+    for a in ranked[:top]:
+        interval = a.harm_rate_interval or a.harm_interval
+        value = a.harm_rate if a.harm_rate is not None else None
+        change = f"{a.change.ratio:.2f}x" if a.change and a.change.ratio else "-"
+        table.add_row(
+            a.code,
+            a.name,
+            f"{a.incidents:,}",
+            f"{a.harm:,.0f}",
+            "-" if value is None else f"{value:,.1f}",
+            f"{interval[0]:,.1f} - {interval[1]:,.1f}",
+            change,
+            "yes" if a.change and a.change.significant else "",
+        )
+    console.print(table)
+    for note in [*result.notes, *result.caveats]:
+        console.print(f"- {note}")
+    for key, info in result.unweighted.items():
+        console.print(f"- not weighted: {key}: {info['incidents']:,} incidents ({info['reason']})")
+    if out:
+        with out.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(
+                [
+                    "code",
+                    "name",
+                    "incidents",
+                    "incidents_lower",
+                    "incidents_upper",
+                    "harm",
+                    "harm_lower",
+                    "harm_upper",
+                    "population",
+                    "harm_per_1000",
+                    "harm_per_1000_lower",
+                    "harm_per_1000_upper",
+                    "incidents_per_1000",
+                    "incidents_per_1000_smoothed",
+                    "unweighted_incidents",
+                    "change_ratio",
+                    "change_lower",
+                    "change_upper",
+                    "change_significant",
+                    "no_rate_reason",
+                    "scheme",
+                    "scheme_version",
+                    "period",
+                    "caveats",
+                ]
+            )
+            for a in result.areas:
+                rate_interval = a.harm_rate_interval or (None, None)
+                ch = a.change
+                writer.writerow(
+                    [
+                        a.code,
+                        a.name,
+                        a.incidents,
+                        *a.incidents_interval,
+                        a.harm,
+                        *a.harm_interval,
+                        a.population,
+                        a.harm_rate,
+                        *rate_interval,
+                        a.incident_rate,
+                        a.incident_rate_smoothed,
+                        a.unweighted_incidents,
+                        ch.ratio if ch else None,
+                        ch.lower if ch else None,
+                        ch.upper if ch else None,
+                        ch.significant if ch else None,
+                        a.no_rate_reason,
+                        result.scheme,
+                        result.scheme_version,
+                        result.period.label,
+                        " | ".join(result.caveats),
+                    ]
+                )
+        typer.echo(f"wrote {len(result.areas)} areas to {out}")
+
+
 def _force_code(value: str) -> str:
     from geo.levels import AreaLevel
 

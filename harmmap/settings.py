@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     db_connect_timeout_s: int = Field(default=5, ge=1, le=120)
     db_statement_timeout_ms: int = Field(default=30_000, ge=100)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Analysis periods (YYYY-MM): the 5-year baseline from April 2018, and the COVID restrictions.
+    baseline_start: str = "2018-04"
+    baseline_end: str = "2023-03"
+    covid_start: str = "2020-03"
+    covid_end: str = "2021-06"
 
     @field_validator("database_url")
     @classmethod

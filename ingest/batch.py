@@ -31,6 +31,9 @@ from ingest.labels import Labels
 
 Progress = Callable[[int, int], None]
 
+# Record tables whose incidents feed the monthly harm aggregate (harm_monthly).
+AGGREGATED_TABLES = frozenset({"crimes", "offences"})
+
 
 def _no_progress(_done: int, _total: int) -> None:
     return None
@@ -222,6 +225,10 @@ def ingest_file(
                 progress(done, size)
         finally:
             writer.close()
+        if source.table in AGGREGATED_TABLES:
+            # The monthly aggregate moves with the batch, in the same transaction.
+            conn.execute(text("SET LOCAL work_mem = '256MB'"))
+            conn.execute(text("SELECT harm_monthly_apply(ARRAY[:id], 1)"), {"id": batch_id})
         report.seconds = time.perf_counter() - clock
         conn.execute(
             text(

@@ -130,6 +130,7 @@ log "database: $("$HARMMAP" db ping | cut -d, -f1)"
 "$HARMMAP" db create
 "$HARMMAP" db upgrade
 "$HARMMAP" load boundaries
+"$HARMMAP" weights builtin
 
 # --- 4. Demo data: every real sample shipped in data/, plus SYNTHETIC calls for both forces -------
 # Each load is idempotent (a file already loaded is skipped), so re-running setup changes nothing.

@@ -30,6 +30,7 @@ TABLES = {
     "imd2019_lsoa11",
     "weight_schemes",
     "weights",
+    "harm_monthly",
     "labels",
     "census2021_ethnicity",
 }

@@ -1,0 +1,316 @@
+"""Harm scores per area and period, from the monthly aggregate (never from raw incidents).
+
+For each area: incidents (total and by category), harm = sum over categories of count x weight, harm per
+1,000 usual residents (Census 2021), each category's share of harm, and 95% intervals: exact Poisson /
+Byar for counts, the gamma interval with Tiwari's modification for harm (``harm_index.stats``). With a
+baseline: harm per month against the baseline's, as a ratio (log-normal interval) and a difference,
+flagged significant when the ratio's interval excludes 1. Incidents whose category or offence code has
+no weight in the scheme are never weighted 0 silently: they are listed with the reason.
+
+Every result carries its caveats: figures are based on where crimes happened, not where victims live;
+the weights' caveat; the population source.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import Connection, text
+
+from harm_index.categories import UNWEIGHTED_CATEGORIES
+from harm_index.periods import Period
+from harm_index.stats import (
+    Ratio,
+    count_interval,
+    empirical_bayes_global,
+    harm_interval,
+    harm_ratio,
+    harm_variance,
+    rate_per_1000,
+)
+from harm_index.weights import Scheme
+from harmmap.errors import InvalidParameterError
+
+LEVELS = ("force", "local_authority", "ward", "lsoa21", "lsoa11", "h3_7", "h3_8", "h3_9", "h3_10")
+SOURCES = {"police_uk_street": "police_uk_category", "force_offences": "ho_offence_code"}
+POPULATION_SOURCE = "Census 2021 usual residents (ONS TS021), summed from LSOA 2021"
+# Levels whose population comes from LSOA 2021 through the areas' own parent codes.
+_POPULATION_COLUMN = {
+    "lsoa21": "code",
+    "ward": "ward_code",
+    "local_authority": "lad_code",
+    "force": "force_code",
+}
+NO_POPULATION = {
+    "lsoa11": "Census 2021 populations are published for 2021 LSOAs; use lsoa21 for rates",
+    "h3": "there is no resident count for H3 cells",
+}
+LOCATION_CAVEAT = (
+    "Figures are based on where crimes happened (police.uk snap points or force locations), not where "
+    "victims or residents live."
+)
+
+
+@dataclass
+class AreaHarm:
+    """One area's figures for the period."""
+
+    code: str
+    name: str
+    incidents: int
+    incidents_interval: tuple[float, float]
+    harm: float
+    harm_interval: tuple[float, float]
+    population: int | None
+    harm_rate: float | None
+    harm_rate_interval: tuple[float, float] | None
+    incident_rate: float | None
+    incident_rate_smoothed: float | None
+    by_category: dict[str, int] = field(default_factory=dict)
+    harm_share: dict[str, float] = field(default_factory=dict)
+    unweighted_incidents: int = 0
+    change: Ratio | None = None
+    harm_per_month_change: float | None = None
+    no_rate_reason: str | None = None
+
+
+@dataclass
+class HarmResult:
+    """Scores for every area of one level in a force, with what a reader needs to interpret them."""
+
+    level: str
+    force_code: str
+    source: str
+    period: Period
+    baseline: Period | None
+    scheme: str
+    scheme_version: str
+    areas: list[AreaHarm]
+    unweighted: dict[str, dict[str, object]]
+    caveats: list[str]
+    population_source: str | None
+    notes: list[str] = field(default_factory=list)
+
+
+def area_harm(
+    conn: Connection,
+    *,
+    level: str,
+    force_code: str,
+    period: Period,
+    scheme: Scheme,
+    source: str = "police_uk_street",
+    categories: list[str] | None = None,
+    baseline: Period | None = None,
+) -> HarmResult:
+    """Harm for every area of ``level`` in ``force_code`` over ``period``, optionally against a baseline."""
+    if level not in LEVELS:
+        raise InvalidParameterError("level", f"{level!r} is not a level", allowed=list(LEVELS))
+    if source not in SOURCES:
+        raise InvalidParameterError("source", f"{source!r} has no harm", allowed=list(SOURCES))
+    key_kind = SOURCES[source]
+    weights = scheme.by_kind(key_kind)
+    counts = _counts(conn, source, force_code, level, period, categories)
+    base_counts = _counts(conn, source, force_code, level, baseline, categories) if baseline else {}
+    names = _areas(conn, level, force_code)
+    population, no_rate = _population(conn, level, force_code)
+    notes = [
+        f"{label} has data in {covered} of its {p.months} months; months without data count as zero"
+        for label, p, covered in (
+            ("the period", period, _months_with_data(conn, source, force_code, period)),
+            ("the comparison period", baseline, _months_with_data(conn, source, force_code, baseline)),
+        )
+        if p is not None and covered < p.months
+    ]
+    if not counts:
+        notes.append(f"no incidents are loaded for {force_code} in {period.label}")
+        return HarmResult(
+            level,
+            force_code,
+            source,
+            period,
+            baseline,
+            scheme.name,
+            scheme.version,
+            [],
+            {},
+            _caveats(scheme),
+            POPULATION_SOURCE if population else None,
+            notes,
+        )
+    mean_weight = float(np.mean(list(weights.values()))) if weights else 0.0
+    codes = sorted(set(names) | set(counts)) if not level.startswith("h3") else sorted(counts)
+    unweighted: dict[str, dict[str, object]] = {}
+    rows: list[AreaHarm] = []
+    for code in codes:
+        by_key = counts.get(code, {})
+        weighted = {k: n for k, n in by_key.items() if k in weights}
+        for key, n in by_key.items():
+            if key not in weights:
+                entry = unweighted.setdefault(key, {"incidents": 0, "reason": _why_unweighted(key, key_kind)})
+                entry["incidents"] = int(entry["incidents"]) + n  # type: ignore[call-overload]
+        harm, lower, upper = _harm(weighted, weights, mean_weight)
+        total = sum(by_key.values())
+        pop = population.get(code) if population else None
+        rate = rate_per_1000(harm, pop) if pop else None
+        row = AreaHarm(
+            code=code,
+            name=names.get(code, code),
+            incidents=total,
+            incidents_interval=count_interval(total),
+            harm=harm,
+            harm_interval=(lower, upper),
+            population=pop,
+            harm_rate=rate,
+            harm_rate_interval=(1000 * lower / pop, 1000 * upper / pop) if pop else None,
+            incident_rate=rate_per_1000(total, pop) if pop else None,
+            incident_rate_smoothed=None,
+            by_category=dict(sorted(by_key.items())),
+            harm_share={k: n * weights[k] / harm for k, n in sorted(weighted.items())} if harm > 0 else {},
+            unweighted_incidents=total - sum(weighted.values()),
+            no_rate_reason=None if pop else (no_rate or "the population is zero or unknown"),
+        )
+        if baseline is not None:
+            base = {k: n for k, n in base_counts.get(code, {}).items() if k in weights}
+            base_harm = sum(n * weights[k] for k, n in base.items())
+            row.change = harm_ratio(
+                harm,
+                harm_variance(list(weighted.values()), [weights[k] for k in weighted]),
+                base_harm,
+                harm_variance(list(base.values()), [weights[k] for k in base]),
+                scale=baseline.months / period.months,
+            )
+            row.harm_per_month_change = harm / period.months - base_harm / baseline.months
+        rows.append(row)
+    _smooth(rows)
+    return HarmResult(
+        level,
+        force_code,
+        source,
+        period,
+        baseline,
+        scheme.name,
+        scheme.version,
+        rows,
+        unweighted,
+        _caveats(scheme),
+        POPULATION_SOURCE if population else None,
+        notes,
+    )
+
+
+def _harm(
+    counts: dict[str, int], weights: dict[str, float], mean_weight: float
+) -> tuple[float, float, float]:
+    if not counts:
+        return 0.0, *harm_interval([0], [mean_weight or 1.0])
+    keys = list(counts)
+    n = [counts[k] for k in keys]
+    w = [weights[k] for k in keys]
+    harm = float(np.dot(n, w))
+    lower, upper = harm_interval(n, w)
+    return harm, lower, upper
+
+
+def _smooth(rows: list[AreaHarm]) -> None:
+    """Global empirical Bayes incident rates (Marshall 1991) for the areas that have a population."""
+    with_pop = [r for r in rows if r.population]
+    if len(with_pop) < 2:
+        return
+    smoothed = empirical_bayes_global([r.incidents for r in with_pop], [r.population or 0 for r in with_pop])
+    for row, value in zip(with_pop, smoothed, strict=True):
+        row.incident_rate_smoothed = 1000 * float(value)
+
+
+def _why_unweighted(key: str, key_kind: str) -> str:
+    if key in UNWEIGHTED_CATEGORIES:
+        return "anti-social behaviour is not a notifiable offence: counted, excluded from harm by design"
+    if key.endswith("(2011 category)"):
+        return "a 2011 police.uk category with no one-to-one current category, so no category weight"
+    return f"this {key_kind.replace('_', ' ')} has no weight in the scheme"
+
+
+def _caveats(scheme: Scheme) -> list[str]:
+    return [LOCATION_CAVEAT, scheme.caveat]
+
+
+def _counts(
+    conn: Connection,
+    source: str,
+    force_code: str,
+    level: str,
+    period: Period | None,
+    categories: list[str] | None,
+) -> dict[str, dict[str, int]]:
+    if period is None:
+        return {}
+    rows = conn.execute(
+        text(
+            """
+            SELECT area_code, key, sum(incidents) AS n
+            FROM harm_monthly
+            WHERE source = :source AND force_code = :force AND level = :level
+              AND month >= :start AND month < :end
+              AND (CAST(:keys AS text[]) IS NULL OR key = ANY(CAST(:keys AS text[])))
+            GROUP BY area_code, key
+            """
+        ),
+        {
+            "source": source,
+            "force": force_code,
+            "level": level,
+            "start": period.start,
+            "end": period.end_exclusive,
+            "keys": categories,
+        },
+    ).all()
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for area, key, n in rows:
+        out[area][key] = int(n)
+    return out
+
+
+def _months_with_data(conn: Connection, source: str, force_code: str, period: Period | None) -> int:
+    if period is None:
+        return 0
+    return int(
+        conn.execute(
+            text(
+                "SELECT count(DISTINCT month) FROM harm_monthly WHERE source = :source "
+                "AND force_code = :force AND level = 'force' AND month >= :start AND month < :end"
+            ),
+            {"source": source, "force": force_code, "start": period.start, "end": period.end_exclusive},
+        ).scalar_one()
+    )
+
+
+def _areas(conn: Connection, level: str, force_code: str) -> dict[str, str]:
+    if level.startswith("h3"):
+        return {}
+    if level == "force":
+        query = "SELECT code, name FROM areas WHERE level = 'force' AND code = :force"
+    else:
+        query = (
+            "SELECT code, name FROM areas WHERE level = CAST(:level AS area_level) AND force_code = :force"
+        )
+    return dict(conn.execute(text(query), {"level": level, "force": force_code}).all())
+
+
+def _population(conn: Connection, level: str, force_code: str) -> tuple[dict[str, int], str | None]:
+    column = _POPULATION_COLUMN.get(level)
+    if column is None:
+        return {}, NO_POPULATION["h3" if level.startswith("h3") else level]
+    rows = conn.execute(
+        text(
+            # column comes from _POPULATION_COLUMN, a fixed list
+            f"SELECT a.{column} AS code, sum(c.residents) AS residents FROM areas a "
+            "JOIN census2021_ethnicity c ON c.area_level = 'lsoa21' AND c.area_code = a.code "
+            "WHERE a.level = 'lsoa21' AND a.force_code = :force GROUP BY 1"
+        ),
+        {"force": force_code},
+    ).all()
+    if not rows:
+        return {}, "no Census 2021 population is loaded (harmmap ingest census)"
+    return {code: int(n) for code, n in rows}, None

@@ -1,0 +1,263 @@
+"""Harm scores: roll-up invariants on real months, an independent recomputation, and bad inputs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+from sqlalchemy import Engine, text
+
+from harm_index.periods import Period, named_periods, parse_period
+from harm_index.scores import area_harm
+from harm_index.weights import Scheme, load_scheme, ons_css_scheme, read_user_scheme, store_scheme
+from harmmap.errors import InvalidParameterError, NotFoundError
+from harmmap.settings import REPO_ROOT
+from ingest.batch import ingest_file
+from ingest.offences import ForceOffences
+from ingest.police_uk import PoliceUkStreet
+from ingest.reference import CensusEthnicityLsoa
+
+HAMPSHIRE = "E23000030"
+DATA = REPO_ROOT / "data"
+STREET = [
+    DATA / "police_uk" / "street" / "hampshire" / f"{m}-hampshire-street.csv" for m in ("2017-02", "2018-12")
+]
+RELATIVE = 1e-9
+DEC_2018 = Period(dt.date(2018, 12, 1), dt.date(2018, 12, 1), "2018-12")
+
+
+@pytest.fixture(scope="module")
+def loaded(engine: Engine) -> Iterator[Scheme]:
+    with engine.connect() as conn:
+        before = conn.execute(text("SELECT coalesce(max(id), 0) FROM ingest_batches")).scalar_one()
+    for path in STREET:
+        ingest_file(engine, path, PoliceUkStreet())
+    ingest_file(
+        engine,
+        DATA / "reference_layers" / "ts021_ethnic_group_broad_lsoa21_hampshire_westmidlands.csv",
+        CensusEthnicityLsoa(),
+    )
+    folder = DATA / "harm_weights"
+    scheme = ons_css_scheme(
+        folder / "ons_css_weights_x_policeuk_category_MOPD.csv",
+        folder / "recorded_crime_by_ho_code_EW_2002-2015.csv",
+    )
+    with engine.begin() as conn:
+        store_scheme(conn, scheme)
+    yield scheme
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM ingest_batches WHERE id > :id"), {"id": before})
+        conn.execute(text("DELETE FROM weight_schemes"))
+
+
+def test_roll_up_invariants_on_real_months(engine: Engine, loaded: Scheme) -> None:
+    with engine.connect() as conn:
+        per_level = dict(
+            conn.execute(
+                text(
+                    "SELECT level, sum(incidents) FROM harm_monthly WHERE source = 'police_uk_street' "
+                    "AND force_code = :f GROUP BY level"
+                ),
+                {"f": HAMPSHIRE},
+            ).all()
+        )
+        incidents = conn.execute(
+            text("SELECT count(*) FROM crimes WHERE force_code = :f"), {"f": HAMPSHIRE}
+        ).scalar_one()
+        with_point = conn.execute(
+            text("SELECT count(*) FROM crimes WHERE force_code = :f AND h3_10 IS NOT NULL"), {"f": HAMPSHIRE}
+        ).scalar_one()
+    # force = sum of LADs = wards = LSOAs (both editions) = incidents assigned to the force
+    for level in ("force", "local_authority", "ward", "lsoa21", "lsoa11"):
+        assert per_level[level] == incidents, level
+    # every H3 resolution = incidents with a point (ones placed by LSOA code have no cell, reported apart)
+    for level in ("h3_7", "h3_8", "h3_9", "h3_10"):
+        assert per_level[level] == with_point, level
+    with engine.connect() as conn:
+        accepted = conn.execute(
+            text("SELECT sum(accepted) FROM ingest_batches WHERE source = 'police_uk_street'")
+        ).scalar_one()
+    assert incidents == accepted == 14_800 + 12_372  # every accepted row of both real months
+
+
+def test_scores_sum_to_the_force(engine: Engine, loaded: Scheme) -> None:
+    with engine.connect() as conn:
+        wards = area_harm(conn, level="ward", force_code=HAMPSHIRE, period=DEC_2018, scheme=loaded)
+        force = area_harm(conn, level="force", force_code=HAMPSHIRE, period=DEC_2018, scheme=loaded)
+    assert len(wards.areas) == 261
+    (whole,) = force.areas
+    assert sum(a.incidents for a in wards.areas) == whole.incidents
+    assert_allclose(sum(a.harm for a in wards.areas), whole.harm, rtol=RELATIVE)
+    assert whole.population == 1_998_232
+
+
+def test_ward_harm_equals_an_independent_computation(engine: Engine, loaded: Scheme) -> None:
+    """Recompute December 2018 ward harm straight from the CSV with geopandas and pandas."""
+    raw = pd.read_csv(STREET[1], dtype=str, keep_default_na=False)
+    raw = raw[(raw["Longitude"] != "") & (raw["Latitude"] != "")]
+    points = gpd.GeoDataFrame(
+        raw,
+        geometry=gpd.points_from_xy(raw["Longitude"].astype(float), raw["Latitude"].astype(float)),
+        crs=4326,
+    )
+    lsoa21 = gpd.read_file(DATA / "boundaries" / "lsoa" / "lsoa_dec2021_BSC_hampshire_westmidlands.geojson")
+    lsoa21["geometry"] = lsoa21.geometry.make_valid()
+    joined = gpd.sjoin(
+        points,
+        lsoa21[["lsoa21_code", "ward24_code", "pfa24_code", "geometry"]],
+        predicate="within",
+        how="left",
+    )
+    joined = joined[~joined.index.duplicated(keep="first")]
+    # Points outside every 2021 outline: place them through the 2011 outline and the LSOA lookups.
+    missing = joined["ward24_code"].isna()
+    if missing.any():
+        lsoa11 = gpd.read_file(
+            DATA / "boundaries" / "lsoa" / "lsoa_dec2011_generalised_clipped_hampshire_westmidlands.geojson"
+        )
+        lsoa11["geometry"] = lsoa11.geometry.make_valid()
+        second = gpd.sjoin(
+            points.loc[missing[missing].index], lsoa11[["LSOA11CD", "geometry"]], predicate="within"
+        )
+        second = second[~second.index.duplicated(keep="first")]
+        pairs = pd.read_csv(DATA / "boundaries" / "lookups" / "lsoa11_lsoa21_lad22_EW.csv", dtype=str)
+        wards = pd.read_csv(DATA / "boundaries" / "lookups" / "lsoa21_ward24_lad24_pfa24_EW.csv", dtype=str)
+        votes = (
+            pairs.merge(wards, on="lsoa21_code").groupby(["lsoa11_code", "ward24_code", "pfa24_code"]).size()
+        )
+        votes = votes.reset_index(name="n").sort_values(
+            ["lsoa11_code", "n", "ward24_code"], ascending=[True, False, True]
+        )
+        best = votes.drop_duplicates("lsoa11_code").set_index("lsoa11_code")
+        joined.loc[second.index, "ward24_code"] = second["LSOA11CD"].map(best["ward24_code"])
+        joined.loc[second.index, "pfa24_code"] = second["LSOA11CD"].map(best["pfa24_code"])
+    mine = joined[joined["pfa24_code"] == HAMPSHIRE]
+    weights = loaded.by_kind("police_uk_category")
+    mine = mine.assign(weight=mine["Crime type"].map(weights).fillna(0.0))
+    expected = mine.groupby("ward24_code")["weight"].sum()
+
+    with engine.connect() as conn:
+        result = area_harm(conn, level="ward", force_code=HAMPSHIRE, period=DEC_2018, scheme=loaded)
+    got = pd.Series({a.code: a.harm for a in result.areas})
+    got = got[got > 0]
+    assert set(got.index) == set(expected[expected > 0].index)
+    assert_allclose(
+        got.sort_index().to_numpy(), expected[expected > 0].sort_index().to_numpy(), rtol=RELATIVE
+    )
+
+
+def test_shares_rates_and_caveats(engine: Engine, loaded: Scheme) -> None:
+    with engine.connect() as conn:
+        result = area_harm(conn, level="ward", force_code=HAMPSHIRE, period=DEC_2018, scheme=loaded)
+    busiest = max(result.areas, key=lambda a: a.harm)
+    assert_allclose(sum(busiest.harm_share.values()), 1.0, rtol=RELATIVE)
+    assert busiest.harm_rate == pytest.approx(1000 * busiest.harm / (busiest.population or 1), rel=RELATIVE)
+    lower, upper = busiest.harm_interval
+    assert lower < busiest.harm < upper
+    assert any("not where" in c and "live" in c for c in result.caveats)
+    assert any("Anti-social behaviour has no weight" in c for c in result.caveats)
+    assert result.unweighted["Anti-social behaviour"]["incidents"] > 0
+    assert result.population_source and "Census 2021" in result.population_source
+
+
+def test_change_against_baseline_is_per_month_with_a_flag(engine: Engine, loaded: Scheme) -> None:
+    feb_2017 = Period(dt.date(2017, 2, 1), dt.date(2017, 2, 1), "2017-02")
+    with engine.connect() as conn:
+        result = area_harm(
+            conn, level="force", force_code=HAMPSHIRE, period=DEC_2018, scheme=loaded, baseline=feb_2017
+        )
+        base = area_harm(conn, level="force", force_code=HAMPSHIRE, period=feb_2017, scheme=loaded)
+    (now,), (then,) = result.areas, base.areas
+    assert now.change is not None and now.change.ratio == pytest.approx(now.harm / then.harm, rel=RELATIVE)
+    assert now.harm_per_month_change == pytest.approx(now.harm - then.harm, rel=RELATIVE)
+    assert now.change.lower < now.change.ratio < now.change.upper  # type: ignore[operator]
+
+
+def test_a_period_with_no_data_is_an_empty_result(engine: Engine, loaded: Scheme) -> None:
+    with engine.connect() as conn:
+        result = area_harm(
+            conn,
+            level="ward",
+            force_code=HAMPSHIRE,
+            period=parse_period("2022", named_periods()),
+            scheme=loaded,
+        )
+    assert result.areas == []
+    assert result.notes and "no incidents are loaded" in result.notes[-1]
+
+
+def test_levels_without_population_give_no_rate_and_say_why(engine: Engine, loaded: Scheme) -> None:
+    with engine.connect() as conn:
+        hexes = area_harm(conn, level="h3_8", force_code=HAMPSHIRE, period=DEC_2018, scheme=loaded)
+        lsoa11 = area_harm(conn, level="lsoa11", force_code=HAMPSHIRE, period=DEC_2018, scheme=loaded)
+    assert hexes.areas and all(a.harm_rate is None and a.no_rate_reason for a in hexes.areas)
+    assert "no resident count for H3" in (hexes.areas[0].no_rate_reason or "")
+    assert lsoa11.areas[0].harm_rate is None and "2021 LSOAs" in (lsoa11.areas[0].no_rate_reason or "")
+
+
+def test_unknown_scheme_and_level_are_clear_errors(engine: Engine, loaded: Scheme) -> None:
+    with engine.connect() as conn:
+        with pytest.raises(NotFoundError, match="no weight scheme nope"):
+            load_scheme(conn, "nope")
+        with pytest.raises(InvalidParameterError) as caught:
+            area_harm(conn, level="county", force_code=HAMPSHIRE, period=DEC_2018, scheme=loaded)
+    assert caught.value.parameter == "level" and "ward" in (caught.value.allowed or [])
+
+
+def test_an_offence_code_missing_from_a_scheme_is_reported(engine: Engine, loaded: Scheme, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    offences = tmp_path / "offences.csv"
+    offences.write_text(
+        "incident_id,recorded_date,ho_offence_code,latitude,longitude\n"
+        "A1,2019-03-04,8N,50.798900,-1.088000\nA2,2019-03-05,999Z,50.798900,-1.088000\n"
+    )
+    report = ingest_file(engine, offences, ForceOffences(), force_code=HAMPSHIRE)
+    chi = tmp_path / "chi.csv"
+    chi.write_text("offence_code,weight\n8N,30\n")
+    try:
+        with engine.connect() as conn:
+            result = area_harm(
+                conn,
+                level="force",
+                force_code=HAMPSHIRE,
+                source="force_offences",
+                period=parse_period("2019-03", named_periods()),
+                scheme=read_user_scheme(chi, "chi-test", "1", "test"),
+            )
+        (force,) = result.areas
+        assert force.harm == 30.0 and force.unweighted_incidents == 1
+        assert result.unweighted["999Z"] == {
+            "incidents": 1,
+            "reason": "this ho offence code has no weight in the scheme",
+        }
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM ingest_batches WHERE id = :b"), {"b": report.batch_id})
+
+
+def test_zero_population_gives_no_rate() -> None:
+    from harm_index.stats import rate_interval, rate_per_1000
+
+    assert rate_per_1000(10, 0) is None and rate_interval(10, 0) is None
+
+
+def test_named_periods_and_financial_years() -> None:
+    named = named_periods()
+    assert (named.baseline.start, named.baseline.end, named.baseline.months) == (
+        dt.date(2018, 4, 1),
+        dt.date(2023, 3, 1),
+        60,
+    )
+    assert named.pre_covid.end == dt.date(2020, 2, 1) and named.covid.start == dt.date(2020, 3, 1)
+    fy = parse_period("FY2019/20", named)
+    assert (fy.start, fy.end, fy.months) == (dt.date(2019, 4, 1), dt.date(2020, 3, 1), 12)
+    assert parse_period("2020", named).months == 12
+    with pytest.raises(InvalidParameterError, match="not a period"):
+        parse_period("last summer", named)
+    with pytest.raises(InvalidParameterError, match="one year into the next"):
+        parse_period("FY2019/22", named)
+    assert np.isclose(parse_period("2018-04..2023-03", named).months, 60)
