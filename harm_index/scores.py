@@ -19,12 +19,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from sqlalchemy import Connection, text
 
+from geo.levels import AreaLevel
+from geo.neighbours import queen_neighbours
 from harm_index.categories import UNWEIGHTED_CATEGORIES
 from harm_index.periods import Period
 from harm_index.stats import (
     Ratio,
     count_interval,
     empirical_bayes_global,
+    empirical_bayes_spatial,
     harm_interval,
     harm_ratio,
     harm_variance,
@@ -68,6 +71,7 @@ class AreaHarm:
     harm_rate_interval: tuple[float, float] | None
     incident_rate: float | None
     incident_rate_smoothed: float | None
+    incident_rate_smoothed_spatial: float | None = None
     by_category: dict[str, int] = field(default_factory=dict)
     harm_share: dict[str, float] = field(default_factory=dict)
     unweighted_incidents: int = 0
@@ -184,7 +188,7 @@ def area_harm(
             )
             row.harm_per_month_change = harm / period.months - base_harm / baseline.months
         rows.append(row)
-    _smooth(rows)
+    _smooth(rows, queen_neighbours(conn, AreaLevel(level), force_code) if level in _POPULATION_COLUMN else {})
     return HarmResult(
         level,
         force_code,
@@ -214,14 +218,20 @@ def _harm(
     return harm, lower, upper
 
 
-def _smooth(rows: list[AreaHarm]) -> None:
-    """Global empirical Bayes incident rates (Marshall 1991) for the areas that have a population."""
+def _smooth(rows: list[AreaHarm], neighbours: dict[str, list[str]]) -> None:
+    """Global and spatial empirical Bayes incident rates (Marshall 1991) for areas with a population."""
     with_pop = [r for r in rows if r.population]
     if len(with_pop) < 2:
         return
-    smoothed = empirical_bayes_global([r.incidents for r in with_pop], [r.population or 0 for r in with_pop])
-    for row, value in zip(with_pop, smoothed, strict=True):
+    events = [r.incidents for r in with_pop]
+    base = [r.population or 0 for r in with_pop]
+    position = {r.code: i for i, r in enumerate(with_pop)}
+    hoods = [[position[n] for n in neighbours.get(r.code, []) if n in position] for r in with_pop]
+    smoothed = empirical_bayes_global(events, base)
+    spatial = empirical_bayes_spatial(events, base, hoods) if neighbours else [None] * len(with_pop)
+    for row, value, local in zip(with_pop, smoothed, spatial, strict=True):
         row.incident_rate_smoothed = 1000 * float(value)
+        row.incident_rate_smoothed_spatial = None if local is None else 1000 * float(local)
 
 
 def _why_unweighted(key: str, key_kind: str) -> str:

@@ -33,7 +33,8 @@ def create_db_engine(settings: Settings) -> Engine:
         pool_timeout=settings.db_connect_timeout_s,
         connect_args={
             "connect_timeout": settings.db_connect_timeout_s,
-            "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+            # Enough memory for the aggregate queries to group in memory rather than on disk.
+            "options": f"-c statement_timeout={settings.db_statement_timeout_ms} -c work_mem=32MB",
             "application_name": "harmmap",
         },
     )

@@ -25,14 +25,18 @@ from psycopg import sql
 from sqlalchemy import Connection, Engine, text
 
 from geo.assign import Assigner
+from ingest.aggregate import BatchAggregate
 from ingest.csvread import Block, CsvFile, CsvSchema
 from ingest.fields import Rejects
 from ingest.labels import Labels
 
 Progress = Callable[[int, int], None]
 
-# Record tables whose incidents feed the monthly harm aggregate (harm_monthly).
-AGGREGATED_TABLES = frozenset({"crimes", "offences"})
+# Record tables whose incidents feed the monthly harm aggregate (harm_monthly): their source and key kind.
+AGGREGATED_TABLES = {
+    "crimes": ("police_uk_street", "police_uk_category"),
+    "offences": ("force_offences", "ho_offence_code"),
+}
 
 
 def _no_progress(_done: int, _total: int) -> None:
@@ -106,6 +110,8 @@ class Processed:
     notes: Counter[str] = field(default_factory=Counter)
     # Reference layers arrive wide (one row per area) and are stored long (one row per measure).
     expand: Callable[[pa.Table], pa.Table] | None = None
+    # For sources that feed harm_monthly: month, key, synthetic and the located columns of every row.
+    aggregate: pa.Table | None = None
 
 
 class Source(Protocol):
@@ -170,6 +176,8 @@ def ingest_file(
     clock = time.perf_counter()
     today = today or dt.date.today()
     with engine.begin() as conn:
+        # A bulk load runs as long as the file needs; the timeout protects interactive queries.
+        conn.execute(text("SET LOCAL statement_timeout = 0"))
         # One load per source at a time, so duplicate checks see every earlier batch.
         conn.execute(
             text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"harmmap-ingest:{source.name}"}
@@ -215,20 +223,24 @@ def ingest_file(
             force_code=force_code,
         )
         report = IngestReport(file=path.name, source=source.name, batch_id=batch_id, status="loaded")
+        aggregate = (
+            BatchAggregate(*AGGREGATED_TABLES[source.table]) if source.table in AGGREGATED_TABLES else None
+        )
         done = 0
         progress(0, size)
         try:
             for block in reader.blocks():
                 processed = source.process(block, ctx)
-                writer.submit(partial(_store_block, conn, source.table, batch_id, block, processed, report))
+                writer.submit(
+                    partial(_store_block, conn, source.table, batch_id, block, processed, report, aggregate)
+                )
                 done += block.bytes_read
                 progress(done, size)
         finally:
             writer.close()
-        if source.table in AGGREGATED_TABLES:
+        if aggregate is not None:
             # The monthly aggregate moves with the batch, in the same transaction.
-            conn.execute(text("SET LOCAL work_mem = '256MB'"))
-            conn.execute(text("SELECT harm_monthly_apply(ARRAY[:id], 1)"), {"id": batch_id})
+            copy_arrow(conn, "harm_monthly", aggregate.table(batch_id))
         report.seconds = time.perf_counter() - clock
         conn.execute(
             text(
@@ -252,9 +264,17 @@ def ingest_file(
 
 
 def _store_block(
-    conn: Connection, table: str, batch_id: int, block: Block, processed: Processed, report: IngestReport
+    conn: Connection,
+    table: str,
+    batch_id: int,
+    block: Block,
+    processed: Processed,
+    report: IngestReport,
+    aggregate: BatchAggregate | None,
 ) -> None:
     kept = processed.rejects.kept
+    if aggregate is not None and processed.aggregate is not None:
+        aggregate.add(processed.aggregate.filter(pa.array(kept)))
     rows = processed.table.filter(pa.array(kept))
     rows = rows.add_column(0, "line", pa.array(block.lines[kept], pa.int32()))
     rows = rows.add_column(0, "batch_id", pa.array(np.full(rows.num_rows, batch_id, dtype=np.int32)))

@@ -113,20 +113,38 @@ class ForceOffences:
         notes["victim_ethnicity_not_stated"] += int(np.count_nonzero(rejects.kept & (groups == NOT_STATED)))
 
         month = days.astype("datetime64[M]").astype("datetime64[D]")
-        return Processed(
-            table=pa.table(
-                {
-                    "incident_id": col["incident_id"],
-                    "recorded_date": pa.array(days, pa.date32(), mask=bad_date),
-                    "month": pa.array(month, pa.date32(), mask=bad_date),
-                    "ho_offence_code": code,
-                    "victim_ethnicity": nullify_blank(victim)
-                    if victim is not None
-                    else pa.nulls(block.rows, pa.string()),
-                    "victim_group": pa.array(np.where(groups == None, "", groups), pa.string()),  # noqa: E711
-                    **located,
-                }
-            ),
-            rejects=rejects,
-            notes=notes,
+        table = pa.table(
+            {
+                "incident_id": col["incident_id"],
+                "recorded_date": pa.array(days, pa.date32(), mask=bad_date),
+                "month": pa.array(month, pa.date32(), mask=bad_date),
+                "ho_offence_code": code,
+                "victim_ethnicity": nullify_blank(victim)
+                if victim is not None
+                else pa.nulls(block.rows, pa.string()),
+                "victim_group": pa.array(np.where(groups == None, "", groups), pa.string()),  # noqa: E711
+                **located,
+            }
         )
+        aggregate = pa.table(
+            {
+                "force_code": table["force_code"],
+                "month": table["month"],
+                "key": table["ho_offence_code"],
+                "synthetic": pa.array(np.zeros(block.rows, dtype=bool)),
+                **{
+                    c: table[c]
+                    for c in (
+                        "lsoa11_code",
+                        "lsoa21_code",
+                        "ward_code",
+                        "lad_code",
+                        "h3_7",
+                        "h3_8",
+                        "h3_9",
+                        "h3_10",
+                    )
+                },
+            }
+        )
+        return Processed(table=table, rejects=rejects, notes=notes, aggregate=aggregate)

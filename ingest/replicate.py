@@ -19,9 +19,17 @@ JITTER_DEGREES = 0.0003
 
 
 def replicate_police_uk(
-    sources: Sequence[Path], out: Path, rows: int, seed: int, chunk: int = 500_000
+    sources: Sequence[Path],
+    out: Path,
+    rows: int,
+    seed: int,
+    chunk: int = 500_000,
+    months: Sequence[str] | None = None,
 ) -> int:
-    """Write ``rows`` current-format police.uk rows to ``out``, built from ``sources``; returns rows."""
+    """Write ``rows`` current-format police.uk rows to ``out``, built from ``sources``; returns rows.
+
+    With ``months`` (YYYY-MM), each row's month is drawn from them, so the file spans a long period.
+    """
     base = pa.concat_tables(
         pacsv.read_csv(
             p,
@@ -58,6 +66,13 @@ def replicate_police_uk(
                 part.schema.get_field_index("Longitude"), "Longitude", pa.array(jitter_lon)
             )
             part = part.set_column(part.schema.get_field_index("Latitude"), "Latitude", pa.array(jitter_lat))
+            if months:
+                month_index = part.schema.get_field_index("Month")
+                part = part.set_column(
+                    month_index,
+                    "Month",
+                    pa.array(np.array(months, dtype=object)[rng.integers(0, len(months), n)]),
+                )
             pacsv.write_csv(part, fh, pacsv.WriteOptions(include_header=header))
             header = False
             written += n

@@ -116,3 +116,19 @@ def test_harm_interval_coverage_for_a_ward_over_five_years() -> None:
     draws = rng.poisson(means, (DRAWS, len(weights)))
     covered = [lo <= truth <= hi for lo, hi in (harm_interval(d, weights) for d in draws)]
     assert COVERAGE[0] <= np.mean(covered) <= COVERAGE[1]
+
+
+def test_spatial_empirical_bayes_by_hand() -> None:
+    from harm_index.stats import empirical_bayes_spatial
+
+    # Areas 0-1 neighbour each other; 2 stands alone. Area 2's neighbourhood is itself: no shrinkage.
+    smoothed = empirical_bayes_spatial([1, 9, 4], [10, 10, 10], [[1], [0], []])
+    assert_allclose(smoothed[:2], [0.225, 0.775], rtol=TIGHT)  # the two-area global case above
+    assert_allclose(smoothed[2], 0.4, rtol=TIGHT)
+    # When every neighbourhood is the whole map, the spatial estimator is the global one.
+    everyone = [[1, 2], [0, 2], [0, 1]]
+    assert_allclose(
+        empirical_bayes_spatial([1, 9, 4], [10, 20, 30], everyone),
+        empirical_bayes_global([1, 9, 4], [10, 20, 30]),
+        rtol=TIGHT,
+    )

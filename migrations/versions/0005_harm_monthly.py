@@ -1,4 +1,4 @@
-"""Monthly incident aggregate by area, month and category or offence code, kept up to date per batch.
+"""Monthly incident aggregate by area, month and category or offence code, written with each batch.
 
 Revision ID: 0005_harm_monthly
 Revises: 0004_weights
@@ -17,25 +17,33 @@ LEVELS = "('lsoa11', 'lsoa21', 'ward', 'local_authority', 'force', 'h3_7', 'h3_8
 
 def upgrade() -> None:
     # Counts, not harm: harm is counts x weights at query time, so a new scheme needs no re-aggregation.
+    # Append-only per batch: loading a batch inserts its counts, deleting it deletes them. police.uk
+    # files are one force-month each, so batches rarely share a row and queries sum the few that do.
     op.execute(
         f"""
         CREATE TABLE harm_monthly (
+            batch_id    integer NOT NULL,
             source      text NOT NULL,
             force_code  text NOT NULL,
             level       text NOT NULL CHECK (level IN {LEVELS}),
-            area_code   text NOT NULL,
             month       date NOT NULL,
+            area_code   text NOT NULL,
             key_kind    text NOT NULL CHECK (key_kind IN ('police_uk_category', 'ho_offence_code')),
             key         text NOT NULL,
             synthetic   boolean NOT NULL,
-            incidents   integer NOT NULL CHECK (incidents >= 0),
-            PRIMARY KEY (source, force_code, level, month, area_code, key_kind, key, synthetic)
+            incidents   integer NOT NULL CHECK (incidents > 0)
         )
         """
     )
     op.execute(
-        "COMMENT ON TABLE harm_monthly IS 'incidents by area x month x category (police.uk) or offence "
-        "code (force data); H3 levels hold only incidents with a point; refreshed with each batch'"
+        "CREATE INDEX harm_monthly_query_idx ON harm_monthly (source, force_code, level, month) "
+        "INCLUDE (area_code, key, synthetic, incidents)"
+    )
+    op.execute("CREATE INDEX harm_monthly_batch_idx ON harm_monthly (batch_id)")
+    op.execute(
+        "COMMENT ON TABLE harm_monthly IS 'incidents by batch x force x level (LSOA 2011/2021, ward, LAD, "
+        "force, H3 7-10) x month x category (police.uk) or offence code (force data); H3 levels hold only "
+        "incidents with a point; written with each batch, deleted with it'"
     )
     # Two stages: group the batches once at their finest geography (incidents sharing an H3 res-10 cell,
     # month and key collapse), then fan that much smaller set out to the nine levels.
@@ -78,28 +86,15 @@ def upgrade() -> None:
         $$
         """
     )
-    # Adding upserts; taking away updates in place (a CHECK sees an upsert's proposed row, so negative
-    # counts cannot travel through INSERT ... ON CONFLICT).
     op.execute(
         """
-        CREATE FUNCTION harm_monthly_apply(batch_ids integer[], sign integer) RETURNS void
-        LANGUAGE plpgsql AS $$
-        BEGIN
-            IF sign > 0 THEN
-                INSERT INTO harm_monthly AS h (source, force_code, level, area_code, month, key_kind, key,
-                                               synthetic, incidents)
-                SELECT * FROM harm_monthly_delta(batch_ids)
-                ON CONFLICT (source, force_code, level, month, area_code, key_kind, key, synthetic)
-                DO UPDATE SET incidents = h.incidents + EXCLUDED.incidents;
-            ELSE
-                UPDATE harm_monthly h SET incidents = h.incidents - d.incidents
-                FROM harm_monthly_delta(batch_ids) d
-                WHERE h.source = d.source AND h.force_code = d.force_code AND h.level = d.level
-                  AND h.month = d.month AND h.area_code = d.area_code AND h.key_kind = d.key_kind
-                  AND h.key = d.key AND h.synthetic = d.synthetic;
-                DELETE FROM harm_monthly WHERE incidents = 0;
-            END IF;
-        END
+        CREATE FUNCTION harm_monthly_add(batch integer) RETURNS void LANGUAGE sql AS $$
+            INSERT INTO harm_monthly (batch_id, source, force_code, level, month, area_code, key_kind, key,
+                                      synthetic, incidents)
+            SELECT batch, d.source, d.force_code, d.level, d.month, d.area_code, d.key_kind, d.key,
+                   d.synthetic, d.incidents
+            FROM harm_monthly_delta(ARRAY[batch]) d
+            ORDER BY d.source, d.force_code, d.level, d.month, d.area_code
         $$
         """
     )
@@ -108,7 +103,7 @@ def upgrade() -> None:
         """
         CREATE OR REPLACE FUNCTION delete_batch_records() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            PERFORM harm_monthly_apply(ARRAY(SELECT id FROM gone), -1);
+            DELETE FROM harm_monthly h USING gone g WHERE h.batch_id = g.id;
             DELETE FROM crimes r USING gone g WHERE r.batch_id = g.id;
             DELETE FROM stop_searches r USING gone g WHERE r.batch_id = g.id;
             DELETE FROM offences r USING gone g WHERE r.batch_id = g.id;
@@ -134,6 +129,6 @@ def downgrade() -> None:
         $$
         """
     )
-    op.execute("DROP FUNCTION IF EXISTS harm_monthly_apply(integer[], integer)")
+    op.execute("DROP FUNCTION IF EXISTS harm_monthly_add(integer)")
     op.execute("DROP FUNCTION IF EXISTS harm_monthly_delta(integer[])")
     op.execute("DROP TABLE IF EXISTS harm_monthly")

@@ -1,0 +1,32 @@
+"""Contiguity between areas, for spatial smoothing and hot spots."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sqlalchemy import Connection, text
+
+from geo.levels import AreaLevel
+
+# Generalised (BSC) outlines of neighbours can miss each other by a little; within 1 m counts as touching.
+TOUCH_TOLERANCE_M = 1.0
+
+
+def queen_neighbours(conn: Connection, level: AreaLevel, force_code: str) -> dict[str, list[str]]:
+    """Each area's neighbours (sharing an edge or a corner) among the force's areas of ``level``."""
+    rows = conn.execute(
+        text(
+            """
+            SELECT a.code, b.code
+            FROM areas a
+            JOIN areas b ON b.level = a.level AND b.force_code = a.force_code AND b.code <> a.code
+                        AND ST_DWithin(a.geom, b.geom, :tolerance)
+            WHERE a.level = CAST(:level AS area_level) AND a.force_code = :force
+            """
+        ),
+        {"level": level.value, "force": force_code, "tolerance": TOUCH_TOLERANCE_M},
+    ).all()
+    neighbours: dict[str, list[str]] = defaultdict(list)
+    for code, other in rows:
+        neighbours[code].append(other)
+    return {code: sorted(others) for code, others in neighbours.items()}
