@@ -12,8 +12,30 @@ from geo.levels import AreaLevel
 TOUCH_TOLERANCE_M = 1.0
 
 
+_CACHE: dict[tuple[str, str, str], dict[str, list[str]]] = {}
+
+
 def queen_neighbours(conn: Connection, level: AreaLevel, force_code: str) -> dict[str, list[str]]:
-    """Each area's neighbours (sharing an edge or a corner) among the force's areas of ``level``."""
+    """Each area's neighbours (sharing an edge or a corner) among the force's areas of ``level``.
+
+    Boundaries change only when they are reloaded, so the answer is kept per boundary version.
+    """
+    version = str(
+        conn.execute(
+            text(
+                "SELECT current_database() || ':' || count(*) || ':' || coalesce(max(updated_at)::text, '') "
+                "FROM areas WHERE level = CAST(:level AS area_level)"
+            ),
+            {"level": level.value},
+        ).scalar_one()
+    )
+    key = (version, level.value, force_code)
+    if key not in _CACHE:
+        _CACHE[key] = _contiguity(conn, level, force_code)
+    return _CACHE[key]
+
+
+def _contiguity(conn: Connection, level: AreaLevel, force_code: str) -> dict[str, list[str]]:
     rows = conn.execute(
         text(
             """

@@ -141,6 +141,8 @@ class IngestReport:
     rejected_by_kind: Counter[str] = field(default_factory=Counter)
     notes: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    # Time spent keeping the monthly harm aggregate (counting blocks, combining, COPY).
+    aggregate_seconds: float = 0.0
 
     @property
     def rows_per_s(self) -> float:
@@ -240,7 +242,9 @@ def ingest_file(
             writer.close()
         if aggregate is not None:
             # The monthly aggregate moves with the batch, in the same transaction.
+            counting = time.perf_counter()
             copy_arrow(conn, "harm_monthly", aggregate.table(batch_id))
+            report.aggregate_seconds += time.perf_counter() - counting
         report.seconds = time.perf_counter() - clock
         conn.execute(
             text(
@@ -274,7 +278,9 @@ def _store_block(
 ) -> None:
     kept = processed.rejects.kept
     if aggregate is not None and processed.aggregate is not None:
+        counting = time.perf_counter()
         aggregate.add(processed.aggregate.filter(pa.array(kept)))
+        report.aggregate_seconds += time.perf_counter() - counting
     rows = processed.table.filter(pa.array(kept))
     rows = rows.add_column(0, "line", pa.array(block.lines[kept], pa.int32()))
     rows = rows.add_column(0, "batch_id", pa.array(np.full(rows.num_rows, batch_id, dtype=np.int32)))

@@ -342,3 +342,16 @@ def test_streamed_aggregate_equals_the_databases_own_computation(engine: Engine,
             ).all()
             assert [tuple(r) for r in streamed] == [tuple(r) for r in recounted]
             assert len(streamed) > 1000
+
+
+def test_cli_unknown_scheme_is_a_clear_error(settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from harmmap.cli import cli
+
+    monkeypatch.setenv("HARMMAP_DATABASE_URL", settings.database_url)
+    result = CliRunner().invoke(cli, ["harm", "--force", HAMPSHIRE, "--scheme", "cambridge-chi"])
+    assert result.exit_code == 1
+    assert "no weight scheme cambridge-chi" in result.output
+    bad_level = CliRunner().invoke(cli, ["harm", "--force", HAMPSHIRE, "--level", "county"])
+    assert bad_level.exit_code == 1 and "'county' is not a level" in bad_level.output

@@ -132,3 +132,15 @@ def test_spatial_empirical_bayes_by_hand() -> None:
         empirical_bayes_global([1, 9, 4], [10, 20, 30]),
         rtol=TIGHT,
     )
+
+
+def test_vectorised_intervals_match_the_scalar_ones() -> None:
+    from harm_index.stats import count_intervals, harm_gamma_intervals
+
+    counts = [0, 3, 9, 10, 57]
+    low, high = count_intervals(counts)
+    assert_allclose(np.column_stack([low, high]), [count_interval(c) for c in counts], rtol=TIGHT)
+    harms, variances, means = [0.0, 50.0, 1234.5], [0.0, 400.0, 90000.0], [2.0, 3.0, 40.0]
+    low, high = harm_gamma_intervals(harms, variances, means)
+    expected = [harm_gamma_interval(h, v, m) for h, v, m in zip(harms, variances, means, strict=True)]
+    assert_allclose(np.column_stack([low, high]), expected, rtol=TIGHT)
