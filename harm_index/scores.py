@@ -128,8 +128,8 @@ def area_harm(
         )
         if p is not None and covered < p.months
     ]
-    if not counts:
-        notes.append(f"no incidents are loaded for {force_code} in {period.label}")
+
+    def result(areas: list[AreaHarm], unweighted: dict[str, dict[str, object]]) -> HarmResult:
         return HarmResult(
             level,
             force_code,
@@ -138,12 +138,16 @@ def area_harm(
             baseline,
             scheme.name,
             scheme.version,
-            [],
-            {},
+            areas,
+            unweighted,
             _caveats(scheme),
             POPULATION_SOURCE if population else None,
             notes,
         )
+
+    if not counts:
+        notes.append(f"no incidents are loaded for {force_code} in {period.label}")
+        return result([], {})
     mean_weight = float(np.mean(list(weights.values()))) if weights else 0.0
     codes = sorted(set(names) | set(counts)) if not level.startswith("h3") else sorted(counts)
     unweighted: dict[str, dict[str, object]] = {}
@@ -192,20 +196,7 @@ def area_harm(
         variances.append(harm_variance(list(weighted.values()), [weights[k] for k in weighted]))
     _intervals(rows, variances, mean_weight)
     _smooth(rows, queen_neighbours(conn, AreaLevel(level), force_code) if level in _POPULATION_COLUMN else {})
-    return HarmResult(
-        level,
-        force_code,
-        source,
-        period,
-        baseline,
-        scheme.name,
-        scheme.version,
-        rows,
-        unweighted,
-        _caveats(scheme),
-        POPULATION_SOURCE if population else None,
-        notes,
-    )
+    return result(rows, unweighted)
 
 
 def _intervals(rows: list[AreaHarm], variances: list[float], mean_weight: float) -> None:

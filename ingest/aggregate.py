@@ -24,6 +24,9 @@ LEVEL_COLUMNS = {
     "h3_10": "h3_10",
 }
 GROUP = ["force_code", "month", "key", "synthetic"]
+# Partial counts held before they are combined and written: bounds memory whatever the file's size. A key
+# may then appear in more than one written row of the batch; every reader sums.
+FLUSH_ROWS = 1_000_000
 
 
 class BatchAggregate:
@@ -33,6 +36,7 @@ class BatchAggregate:
         self.source = source
         self.key_kind = key_kind
         self._parts: dict[str, list[pa.Table]] = {level: [] for level in LEVEL_COLUMNS}
+        self.pending_rows = 0
 
     def add(self, rows: pa.Table) -> None:
         """Count a block's accepted rows; ``rows`` has the GROUP columns and the level columns."""
@@ -43,9 +47,10 @@ class BatchAggregate:
             if part.num_rows:
                 counted = part.group_by([*GROUP, "area"], use_threads=True).aggregate([("key", "count")])
                 self._parts[level].append(counted.rename_columns([*GROUP, "area", "incidents"]))
+                self.pending_rows += counted.num_rows
 
     def table(self, batch_id: int) -> pa.Table:
-        """The batch's rows for ``harm_monthly``, sorted as the query index reads them."""
+        """The counts held so far as ``harm_monthly`` rows, sorted for the query index; then clears them."""
         tables = []
         for level, parts in self._parts.items():
             if not parts:
@@ -76,6 +81,8 @@ class BatchAggregate:
                     }
                 )
             )
+        self._parts = {level: [] for level in LEVEL_COLUMNS}
+        self.pending_rows = 0
         if not tables:
             return pa.table({})
         return pa.concat_tables(tables).sort_by(
@@ -87,3 +94,28 @@ class BatchAggregate:
                 ("area_code", "ascending"),
             ]
         )
+
+
+def aggregate_columns(table: pa.Table, key: pa.Array) -> pa.Table:
+    """What the monthly harm aggregate groups by, for every row of a processed block."""
+    return pa.table(
+        {
+            "force_code": table["force_code"],
+            "month": table["month"],
+            "key": key,
+            "synthetic": pa.array(np.zeros(table.num_rows, dtype=bool)),
+            **{
+                c: table[c]
+                for c in (
+                    "lsoa11_code",
+                    "lsoa21_code",
+                    "ward_code",
+                    "lad_code",
+                    "h3_7",
+                    "h3_8",
+                    "h3_9",
+                    "h3_10",
+                )
+            },
+        }
+    )

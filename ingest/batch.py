@@ -25,7 +25,7 @@ from psycopg import sql
 from sqlalchemy import Connection, Engine, text
 
 from geo.assign import Assigner
-from ingest.aggregate import BatchAggregate
+from ingest.aggregate import FLUSH_ROWS, BatchAggregate
 from ingest.csvread import Block, CsvFile, CsvSchema
 from ingest.fields import Rejects
 from ingest.labels import Labels
@@ -280,6 +280,8 @@ def _store_block(
     if aggregate is not None and processed.aggregate is not None:
         counting = time.perf_counter()
         aggregate.add(processed.aggregate.filter(pa.array(kept)))
+        if aggregate.pending_rows >= FLUSH_ROWS:
+            copy_arrow(conn, "harm_monthly", aggregate.table(batch_id))
         report.aggregate_seconds += time.perf_counter() - counting
     rows = processed.table.filter(pa.array(kept))
     rows = rows.add_column(0, "line", pa.array(block.lines[kept], pa.int32()))

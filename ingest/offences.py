@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ingest.aggregate import aggregate_columns
 from ingest.batch import LoadContext, Processed
 from ingest.csvread import Block, CsvSchema
 from ingest.ethnicity import NOT_STATED, census_group
@@ -126,25 +127,5 @@ class ForceOffences:
                 **located,
             }
         )
-        aggregate = pa.table(
-            {
-                "force_code": table["force_code"],
-                "month": table["month"],
-                "key": table["ho_offence_code"],
-                "synthetic": pa.array(np.zeros(block.rows, dtype=bool)),
-                **{
-                    c: table[c]
-                    for c in (
-                        "lsoa11_code",
-                        "lsoa21_code",
-                        "ward_code",
-                        "lad_code",
-                        "h3_7",
-                        "h3_8",
-                        "h3_9",
-                        "h3_10",
-                    )
-                },
-            }
-        )
+        aggregate = aggregate_columns(table, table["ho_offence_code"])
         return Processed(table=table, rejects=rejects, notes=notes, aggregate=aggregate)

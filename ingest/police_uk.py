@@ -28,6 +28,7 @@ from sqlalchemy import text
 
 from geo.levels import AreaLevel
 from harm_index.categories import POLICE_UK_CATEGORIES
+from ingest.aggregate import aggregate_columns
 from ingest.batch import LoadContext, Processed
 from ingest.csvread import Block, CsvSchema
 from ingest.fields import Rejects, blank, described, months, nullify_blank
@@ -179,7 +180,7 @@ class PoliceUkStreet:
             pc.binary_join_element_wise(pa.array(crime_type, pa.string()), pa.scalar(" (2011 category)"), ""),
             pa.array(crime_type, pa.string()),
         )
-        return Processed(table=table, rejects=rejects, notes=notes, aggregate=_aggregate_columns(table, key))
+        return Processed(table=table, rejects=rejects, notes=notes, aggregate=aggregate_columns(table, key))
 
 
 def _classify(canonical: np.ndarray, legacy: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -195,31 +196,6 @@ def _classify(canonical: np.ndarray, legacy: bool) -> tuple[np.ndarray, np.ndarr
         scheme[retired] = "police_uk_2011_unmapped"
     crime_type[np.array([c is None for c in crime_type], dtype=bool)] = ""  # rejected rows; never stored
     return crime_type, scheme
-
-
-def _aggregate_columns(table: pa.Table, key: pa.Array) -> pa.Table:
-    """What the monthly harm aggregate groups by, for every row of the block."""
-    return pa.table(
-        {
-            "force_code": table["force_code"],
-            "month": table["month"],
-            "key": key,
-            "synthetic": pa.array(np.zeros(table.num_rows, dtype=bool)),
-            **{
-                c: table[c]
-                for c in (
-                    "lsoa11_code",
-                    "lsoa21_code",
-                    "ward_code",
-                    "lad_code",
-                    "h3_7",
-                    "h3_8",
-                    "h3_9",
-                    "h3_10",
-                )
-            },
-        }
-    )
 
 
 _HEX = np.full(256, 255, dtype=np.uint8)

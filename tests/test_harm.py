@@ -331,8 +331,9 @@ def test_streamed_aggregate_equals_the_databases_own_computation(engine: Engine,
         for batch in batches:
             streamed = conn.execute(
                 text(
-                    "SELECT source, force_code, level, area_code, month, key_kind, key, synthetic, incidents "
-                    "FROM harm_monthly WHERE batch_id = :b ORDER BY 1, 2, 3, 4, 5, 6, 7, 8"
+                    "SELECT source, force_code, level, area_code, month, key_kind, key, synthetic, "
+                    "sum(incidents) FROM harm_monthly WHERE batch_id = :b "
+                    "GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8"
                 ),
                 {"b": batch},
             ).all()
