@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import URL
 
 from app.main import create_app
@@ -95,6 +95,16 @@ def conn(engine: Engine) -> Iterator[Connection]:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def fresh_batches(engine: Engine) -> Iterator[None]:
+    """Batches a test loads (and, by cascade, their rows, rejects and aggregate) are removed afterwards."""
+    with engine.connect() as conn:
+        before = conn.execute(text("SELECT coalesce(max(id), 0) FROM ingest_batches")).scalar_one()
+    yield
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM ingest_batches WHERE id > :id"), {"id": before})
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,14 +25,7 @@ STREET = PoliceUkStreet()
 STOP_SEARCH = PoliceUkStopSearch()
 
 
-@pytest.fixture(autouse=True)
-def isolated_batches(engine: Engine) -> Iterator[None]:
-    """Each test's batches (and, by cascade, their rows and rejects) are removed afterwards."""
-    with engine.connect() as conn:
-        before = conn.execute(text("SELECT coalesce(max(id), 0) FROM ingest_batches")).scalar_one()
-    yield
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM ingest_batches WHERE id > :id"), {"id": before})
+pytestmark = pytest.mark.usefixtures("fresh_batches")
 
 
 def rejects_by_line(engine: Engine, report: IngestReport) -> dict[int, str]:

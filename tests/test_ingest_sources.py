@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +23,7 @@ REFERENCE = REPO_ROOT / "data" / "reference_layers"
 HAMPSHIRE = "E23000030"
 
 
-@pytest.fixture(autouse=True)
-def isolated_batches(engine: Engine) -> Iterator[None]:
-    with engine.connect() as conn:
-        before = conn.execute(text("SELECT coalesce(max(id), 0) FROM ingest_batches")).scalar_one()
-    yield
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM ingest_batches WHERE id > :id"), {"id": before})
+pytestmark = pytest.mark.usefixtures("fresh_batches")
 
 
 def rejects(engine: Engine, report: IngestReport) -> dict[int, str]:
