@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from harmmap import db
 from harmmap.errors import DatabaseUnavailableError, HarmmapError
 from harmmap.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from harm_index.weights import Scheme
 
 cli = typer.Typer(help="harmmap: crime-harm mapping service.", no_args_is_help=True)
 db_cli = typer.Typer(help="Create, migrate and inspect the PostGIS store.", no_args_is_help=True)
@@ -464,10 +467,9 @@ def weights_list() -> None:
         typer.echo(f"{row.name}  {row.version}  {row.n} weights  ({row.method})")
 
 
-def _store(settings: Settings, scheme: object) -> None:
-    from harm_index.weights import Scheme, store_scheme
+def _store(settings: Settings, scheme: Scheme) -> None:
+    from harm_index.weights import store_scheme
 
-    assert isinstance(scheme, Scheme)
     engine = db.create_db_engine(settings)
     try:
         with engine.begin() as conn:
