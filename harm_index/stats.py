@@ -109,6 +109,8 @@ def harm_interval(counts: npt.ArrayLike, weights: npt.ArrayLike, alpha: float = 
     (2006, Statistical Methods in Medical Research 15:547-569) replace it with the mean weight, which holds
     coverage near 95% for ward-sized counts. With a single very heavy, very rare category the interval
     stays conservative (coverage above 95%), never anti-conservative, in harmmap's simulations.
+    Pass every category of the scheme (zero counts included), so the mean weight is the scheme's, as in
+    ``harm_index.scores``.
     """
     w = np.asarray(weights, dtype=float)
     harm = float(np.sum(np.asarray(counts, dtype=float) * w))
