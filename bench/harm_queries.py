@@ -73,10 +73,10 @@ def main() -> None:
     refresh = loads[1_000_000].aggregate_seconds
     # Autovacuum does this after bulk inserts; done here so the timing does not depend on when it ran.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM (ANALYZE) harm_monthly"))
+        conn.execute(text("VACUUM (ANALYZE) harm_counts"))
     with engine.connect() as conn:
         incidents = conn.execute(text("SELECT count(*) FROM crimes")).scalar_one()
-        aggregate_rows = conn.execute(text("SELECT count(*) FROM harm_monthly")).scalar_one()
+        aggregate_rows = conn.execute(text("SELECT count(*) FROM harm_counts")).scalar_one()
         scheme = load_scheme(conn, "ons-css")
         baseline = named_periods().baseline
         timings = []

@@ -18,6 +18,8 @@ from harmmap.errors import InvalidParameterError
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _FINANCIAL_YEAR = re.compile(r"^FY(\d{4})(?:/(\d{2}))?$", re.IGNORECASE)
 _CALENDAR_YEAR = re.compile(r"^(\d{4})$")
+# The spans, in months, at which the harm aggregate is kept: calendar year, calendar quarter, month.
+SPANS = (12, 3, 1)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,23 @@ class Period:
     def end_exclusive(self) -> dt.date:
         """The first month after the period."""
         return add_months(self.end, 1)
+
+    def spans(self) -> list[tuple[int, dt.date]]:
+        """The period as the fewest whole calendar years, quarters and months: (span in months, start).
+
+        The aggregate holds counts at each of the three spans, so a long period sums a handful of
+        stored rows per area instead of one per month (the 60-month baseline is 8 spans, not 60).
+        """
+        out: list[tuple[int, dt.date]] = []
+        current, stop = self.start, self.end_exclusive
+        while current < stop:
+            index = current.year * 12 + current.month - 1
+            for span in SPANS:
+                if index % span == 0 and add_months(current, span) <= stop:
+                    out.append((span, current))
+                    current = add_months(current, span)
+                    break
+        return out
 
 
 @dataclass(frozen=True)

@@ -250,23 +250,35 @@ def _counts(
 ) -> dict[str, dict[str, int]]:
     if period is None:
         return {}
+    spans = period.spans()
+    # Summed on integer keys first, then named: the join touches one row per area and key.
     rows = conn.execute(
         text(
             """
-            SELECT area_code, key, sum(incidents) AS n
-            FROM harm_monthly
-            WHERE source = :source AND force_code = :force AND level = :level
-              AND month >= :start AND month < :end
-              AND (CAST(:keys AS text[]) IS NULL OR key = ANY(CAST(:keys AS text[])))
-            GROUP BY area_code, key
+            WITH counted AS (
+                SELECT h.area, h.key_id, sum(h.incidents) AS n
+                FROM harm_counts h
+                JOIN unnest(CAST(:spans AS smallint[]), CAST(:starts AS date[])) AS p (span, start)
+                  ON h.span = p.span AND h.period_start = p.start
+                WHERE h.source = (SELECT id FROM harm_sources WHERE name = :source)
+                  AND h.force_code = :force
+                  AND h.level = (SELECT id FROM harm_levels WHERE name = :level)
+                GROUP BY h.area, h.key_id
+            )
+            SELECT CASE WHEN l.id <= 5 THEN a.code ELSE to_hex(c.area) END AS area_code, k.key, c.n
+            FROM counted c
+            JOIN harm_levels l ON l.name = :level
+            JOIN harm_keys k ON k.id = c.key_id
+            LEFT JOIN areas a ON l.id <= 5 AND a.id = c.area
+            WHERE CAST(:keys AS text[]) IS NULL OR k.key = ANY(CAST(:keys AS text[]))
             """
         ),
         {
             "source": source,
             "force": force_code,
             "level": level,
-            "start": period.start,
-            "end": period.end_exclusive,
+            "spans": [span for span, _ in spans],
+            "starts": [start for _, start in spans],
             "keys": categories,
         },
     ).all()
@@ -282,8 +294,9 @@ def _months_with_data(conn: Connection, source: str, force_code: str, period: Pe
     return int(
         conn.execute(
             text(
-                "SELECT count(DISTINCT month) FROM harm_monthly WHERE source = :source "
-                "AND force_code = :force AND level = 'force' AND month >= :start AND month < :end"
+                "SELECT count(DISTINCT period_start) FROM harm_counts "
+                "WHERE source = (SELECT id FROM harm_sources WHERE name = :source) AND force_code = :force "
+                "AND level = 1 AND span = 1 AND period_start >= :start AND period_start < :end"
             ),
             {"source": source, "force": force_code, "start": period.start, "end": period.end_exclusive},
         ).scalar_one()

@@ -1,121 +1,190 @@
-"""The monthly harm aggregate of a batch, computed while the batch streams in.
+"""The harm aggregate of a batch (``harm_counts``), computed while the batch streams in.
 
-Each block's accepted rows are counted per level (LSOA 2011/2021, ward, LAD, force, H3 7-10), month and
-key with Arrow's hash aggregation; the partial counts are combined once at the end of the file and COPY'd
-into ``harm_monthly``. ``harm_monthly_add(batch)`` in the database computes the same from the stored rows
-(used to rebuild), and the tests hold the two equal.
+Each block's accepted rows are counted once at the finest grouping (force, month, key, LSOA 2011/2021,
+ward, LAD and H3 7-10: the coarser areas are functions of the finer ones, so they add no groups). When
+the file ends, or the partial counts pass ``FLUSH_ROWS``, the parts are combined, codes become integer
+ids, and the counts fan out to every level, and for the census geographies to calendar quarter and year
+spans too, then are COPY'd. ``harm_counts_add(batch)`` in the database computes the same from the stored
+rows, and the tests hold the two equal.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from sqlalchemy import Connection, text
 
-LEVEL_COLUMNS = {
-    "lsoa11": "lsoa11_code",
-    "lsoa21": "lsoa21_code",
-    "ward": "ward_code",
-    "local_authority": "lad_code",
-    "force": "force_code",
-    "h3_7": "h3_7",
-    "h3_8": "h3_8",
-    "h3_9": "h3_9",
-    "h3_10": "h3_10",
+# Level ids as in the harm_levels table: census geographies 1-5, H3 by resolution.
+CENSUS_LEVELS = {
+    "force_code": (1, "force"),
+    "lad_code": (2, "local_authority"),
+    "ward_code": (3, "ward"),
+    "lsoa21_code": (4, "lsoa21"),
+    "lsoa11_code": (5, "lsoa11"),
 }
+H3_LEVELS = {f"h3_{r}": r for r in (7, 8, 9, 10)}
 GROUP = ["force_code", "month", "key", "synthetic"]
+FINEST = [*GROUP, *(c for c in CENSUS_LEVELS if c != "force_code"), *H3_LEVELS]
 # Partial counts held before they are combined and written: bounds memory whatever the file's size. A key
 # may then appear in more than one written row of the batch; every reader sums.
 FLUSH_ROWS = 1_000_000
+_SPAN_UNITS = {3: "quarter", 12: "year"}
+
+
+@dataclass(frozen=True)
+class AggregateIds:
+    """Integer ids for the aggregate's source and the census areas, read once per batch."""
+
+    source_id: int
+    codes: dict[str, pa.Array]
+    ids: dict[str, pa.Array]
+
+    @classmethod
+    def from_store(cls, conn: Connection, source: str) -> AggregateIds:
+        """The source's id and every census area's id by level (the latest row where codes repeat)."""
+        source_id = conn.execute(
+            text("SELECT id FROM harm_sources WHERE name = :name"), {"name": source}
+        ).scalar_one()
+        rows = conn.execute(
+            text("SELECT level::text, code, max(id) FROM areas GROUP BY level, code ORDER BY 1, 2")
+        ).all()
+        codes: dict[str, pa.Array] = {}
+        ids: dict[str, pa.Array] = {}
+        for column, (_level_id, level) in CENSUS_LEVELS.items():
+            mine = [r for r in rows if r[0] == level]
+            codes[column] = pa.array([r[1] for r in mine], pa.string())
+            ids[column] = pa.array([r[2] for r in mine], pa.int64())
+        return cls(int(source_id), codes, ids)
 
 
 class BatchAggregate:
-    """Partial counts for one batch, combined at the end."""
+    """Partial counts for one batch, combined and written in ``flush``."""
 
-    def __init__(self, source: str, key_kind: str) -> None:
+    def __init__(self, source: str) -> None:
         self.source = source
-        self.key_kind = key_kind
-        self._parts: dict[str, list[pa.Table]] = {level: [] for level in LEVEL_COLUMNS}
+        self._ids: AggregateIds | None = None
+        self._parts: list[pa.Table] = []
         self.pending_rows = 0
 
     def add(self, rows: pa.Table) -> None:
-        """Count a block's accepted rows; ``rows`` has the GROUP columns and the level columns."""
+        """Count a block's accepted rows; ``rows`` has the FINEST columns."""
         if rows.num_rows == 0:
             return
-        for level, column in LEVEL_COLUMNS.items():
-            part = rows.select(GROUP).append_column("area", rows[column]).filter(pc.is_valid(rows[column]))
-            if part.num_rows:
-                counted = part.group_by([*GROUP, "area"], use_threads=True).aggregate([("key", "count")])
-                self._parts[level].append(counted.rename_columns([*GROUP, "area", "incidents"]))
-                self.pending_rows += counted.num_rows
+        counted = rows.select(FINEST).group_by(FINEST, use_threads=True).aggregate([([], "count_all")])
+        self._parts.append(counted)
+        self.pending_rows += counted.num_rows
 
-    def table(self, batch_id: int) -> pa.Table:
-        """The counts held so far as ``harm_monthly`` rows, sorted for the query index; then clears them."""
-        tables = []
-        for level, parts in self._parts.items():
-            if not parts:
-                continue
-            combined = (
-                pa.concat_tables(parts)
-                .group_by([*GROUP, "area"], use_threads=True)
-                .aggregate([("incidents", "sum")])
-            )
-            area = combined["area"]
-            if pa.types.is_integer(area.type):
-                cells = np.asarray(area.to_numpy()).view(np.uint64)
-                area = pa.array(np.char.mod("%x", cells).astype(object), pa.string())
-            n = combined.num_rows
-            tables.append(
-                pa.table(
-                    {
-                        "batch_id": pa.array(np.full(n, batch_id, dtype=np.int32)),
-                        "source": pa.array(np.full(n, self.source, dtype=object), pa.string()),
-                        "force_code": combined["force_code"],
-                        "level": pa.array(np.full(n, level, dtype=object), pa.string()),
-                        "month": combined["month"],
-                        "area_code": area,
-                        "key_kind": pa.array(np.full(n, self.key_kind, dtype=object), pa.string()),
-                        "key": combined["key"],
-                        "synthetic": combined["synthetic"],
-                        "incidents": pc.cast(combined["incidents_sum"], pa.int32()),
-                    }
-                )
-            )
-        self._parts = {level: [] for level in LEVEL_COLUMNS}
-        self.pending_rows = 0
-        if not tables:
+    def flush(self, conn: Connection, batch_id: int) -> pa.Table:
+        """The counts held so far as ``harm_counts`` rows, sorted for the query index; then clears them."""
+        if not self._parts:
             return pa.table({})
-        return pa.concat_tables(tables).sort_by(
+        if self._ids is None:
+            self._ids = AggregateIds.from_store(conn, self.source)
+        ids = self._ids
+        finest = (
+            pa.concat_tables(self._parts).group_by(FINEST, use_threads=True).aggregate([("count_all", "sum")])
+        )
+        self._parts, self.pending_rows = [], 0
+        n = finest["count_all_sum"]
+        key_ids = _key_ids(conn, ids.source_id, finest["key"])
+        tables = []
+        for column, (level_id, _name) in CENSUS_LEVELS.items():
+            area = pc.take(ids.ids[column], pc.index_in(finest[column], value_set=ids.codes[column]))
+            for span in (1, 3, 12):
+                start = (
+                    finest["month"]
+                    if span == 1
+                    else pc.floor_temporal(finest["month"], unit=_SPAN_UNITS[span])
+                )
+                tables.append(_level_rows(finest, n, key_ids, area, level_id, span, start))
+        for column, level_id in H3_LEVELS.items():
+            tables.append(_level_rows(finest, n, key_ids, finest[column], level_id, 1, finest["month"]))
+        out = pa.concat_tables([t for t in tables if t.num_rows])
+        out = out.sort_by(
             [
-                ("source", "ascending"),
-                ("force_code", "ascending"),
                 ("level", "ascending"),
-                ("month", "ascending"),
-                ("area_code", "ascending"),
+                ("span", "ascending"),
+                ("period_start", "ascending"),
+                ("area", "ascending"),
             ]
+        )
+        rows = out.num_rows
+        return pa.table(
+            {
+                "batch_id": pa.array(np.full(rows, batch_id, dtype=np.int32)),
+                "source": pa.array(np.full(rows, ids.source_id, dtype=np.int16)),
+                **{c: out[c] for c in out.column_names},
+            }
         )
 
 
+def _level_rows(
+    finest: pa.Table,
+    n: pa.ChunkedArray,
+    key_ids: pa.Array,
+    area: pa.Array | pa.ChunkedArray,
+    level_id: int,
+    span: int,
+    start: pa.Array | pa.ChunkedArray,
+) -> pa.Table:
+    part = pa.table(
+        {
+            "force_code": finest["force_code"],
+            "period_start": start,
+            "area": area,
+            "key_id": key_ids,
+            "synthetic": finest["synthetic"],
+            "n": n,
+        }
+    ).filter(pc.is_valid(area))
+    grouped = part.group_by(
+        ["force_code", "period_start", "area", "key_id", "synthetic"], use_threads=True
+    ).aggregate([("n", "sum")])
+    rows = grouped.num_rows
+    return pa.table(
+        {
+            "force_code": grouped["force_code"],
+            "level": pa.array(np.full(rows, level_id, dtype=np.int16)),
+            "span": pa.array(np.full(rows, span, dtype=np.int16)),
+            "period_start": grouped["period_start"],
+            "area": pc.cast(grouped["area"], pa.int64()),
+            "key_id": grouped["key_id"],
+            "synthetic": grouped["synthetic"],
+            "incidents": pc.cast(grouped["n_sum"], pa.int32()),
+        }
+    )
+
+
+def _key_ids(conn: Connection, source_id: int, keys: pa.ChunkedArray) -> pa.Array:
+    """Each key's harm_keys id, adding keys not yet known."""
+    distinct = pc.unique(keys).to_pylist()
+    conn.execute(
+        text(
+            "INSERT INTO harm_keys (source, key) SELECT :source, unnest(CAST(:keys AS text[])) "
+            "ON CONFLICT DO NOTHING"
+        ),
+        {"source": source_id, "keys": distinct},
+    )
+    known = conn.execute(
+        text("SELECT key, id FROM harm_keys WHERE source = :source AND key = ANY(CAST(:keys AS text[]))"),
+        {"source": source_id, "keys": distinct},
+    ).all()
+    value_set = pa.array([k for k, _ in known], pa.string())
+    ids = pa.array([i for _, i in known], pa.int16())
+    return pc.take(ids, pc.index_in(keys, value_set=value_set))
+
+
 def aggregate_columns(table: pa.Table, key: pa.Array) -> pa.Table:
-    """What the monthly harm aggregate groups by, for every row of a processed block."""
+    """What the harm aggregate groups by, for every row of a processed block."""
     return pa.table(
         {
             "force_code": table["force_code"],
             "month": table["month"],
             "key": key,
             "synthetic": pa.array(np.zeros(table.num_rows, dtype=bool)),
-            **{
-                c: table[c]
-                for c in (
-                    "lsoa11_code",
-                    "lsoa21_code",
-                    "ward_code",
-                    "lad_code",
-                    "h3_7",
-                    "h3_8",
-                    "h3_9",
-                    "h3_10",
-                )
-            },
+            **{c: table[c] for c in FINEST if c not in GROUP},
         }
     )

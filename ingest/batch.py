@@ -32,11 +32,8 @@ from ingest.labels import Labels
 
 Progress = Callable[[int, int], None]
 
-# Record tables whose incidents feed the monthly harm aggregate (harm_monthly): their source and key kind.
-AGGREGATED_TABLES = {
-    "crimes": ("police_uk_street", "police_uk_category"),
-    "offences": ("force_offences", "ho_offence_code"),
-}
+# Record tables whose incidents feed the harm aggregate (harm_counts), and the aggregate source they are.
+AGGREGATED_TABLES = {"crimes": "police_uk_street", "offences": "force_offences"}
 
 
 def _no_progress(_done: int, _total: int) -> None:
@@ -110,7 +107,7 @@ class Processed:
     notes: Counter[str] = field(default_factory=Counter)
     # Reference layers arrive wide (one row per area) and are stored long (one row per measure).
     expand: Callable[[pa.Table], pa.Table] | None = None
-    # For sources that feed harm_monthly: month, key, synthetic and the located columns of every row.
+    # For sources that feed harm_counts: month, key, synthetic and the located columns of every row.
     aggregate: pa.Table | None = None
 
 
@@ -226,7 +223,7 @@ def ingest_file(
         )
         report = IngestReport(file=path.name, source=source.name, batch_id=batch_id, status="loaded")
         aggregate = (
-            BatchAggregate(*AGGREGATED_TABLES[source.table]) if source.table in AGGREGATED_TABLES else None
+            BatchAggregate(AGGREGATED_TABLES[source.table]) if source.table in AGGREGATED_TABLES else None
         )
         done = 0
         progress(0, size)
@@ -241,9 +238,9 @@ def ingest_file(
         finally:
             writer.close()
         if aggregate is not None:
-            # The monthly aggregate moves with the batch, in the same transaction.
+            # The aggregate moves with the batch, in the same transaction.
             counting = time.perf_counter()
-            copy_arrow(conn, "harm_monthly", aggregate.table(batch_id))
+            copy_arrow(conn, "harm_counts", aggregate.flush(conn, batch_id))
             report.aggregate_seconds += time.perf_counter() - counting
         report.seconds = time.perf_counter() - clock
         conn.execute(
@@ -281,7 +278,7 @@ def _store_block(
         counting = time.perf_counter()
         aggregate.add(processed.aggregate.filter(pa.array(kept)))
         if aggregate.pending_rows >= FLUSH_ROWS:
-            copy_arrow(conn, "harm_monthly", aggregate.table(batch_id))
+            copy_arrow(conn, "harm_counts", aggregate.flush(conn, batch_id))
         report.aggregate_seconds += time.perf_counter() - counting
     rows = processed.table.filter(pa.array(kept))
     rows = rows.add_column(0, "line", pa.array(block.lines[kept], pa.int32()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterator
 
 import geopandas as gpd
@@ -12,7 +13,7 @@ import pytest
 from numpy.testing import assert_allclose
 from sqlalchemy import Engine, text
 
-from harm_index.periods import Period, named_periods, parse_period
+from harm_index.periods import Period, add_months, named_periods, parse_period
 from harm_index.scores import area_harm
 from harm_index.weights import Scheme, load_scheme, ons_css_scheme, read_user_scheme, store_scheme
 from harmmap.errors import InvalidParameterError, NotFoundError
@@ -263,6 +264,22 @@ def test_named_periods_and_financial_years() -> None:
     assert np.isclose(parse_period("2018-04..2023-03", named).months, 60)
 
 
+def test_periods_split_into_the_fewest_calendar_spans() -> None:
+    named = named_periods()
+    spans = named.baseline.spans()
+    # Apr 2018 - Mar 2023: three quarters of 2018, four whole years, the first quarter of 2023.
+    assert [s for s, _ in spans] == [3, 3, 3, 12, 12, 12, 12, 3]
+    for period in ("2019-02..2020-11", "2019-06", "FY2019/20", "2020", "2018-12..2019-01"):
+        p = parse_period(period, named)
+        parts = p.spans()
+        assert sum(s for s, _ in parts) == p.months
+        assert parts[0][1] == p.start
+        # Contiguous, each starting on its own span's calendar boundary.
+        for (span, start), (_, following) in zip(parts, parts[1:], strict=False):
+            assert add_months(start, span) == following
+        assert all((start.month - 1) % span == 0 for span, start in parts)
+
+
 def test_spatially_smoothed_rates_shrink_towards_neighbours(engine: Engine, loaded: Scheme) -> None:
     with engine.connect() as conn:
         result = area_harm(conn, level="ward", force_code=HAMPSHIRE, period=DEC_2018, scheme=loaded)
@@ -343,6 +360,51 @@ def test_streamed_aggregate_equals_the_databases_own_computation(engine: Engine,
             ).all()
             assert [tuple(r) for r in streamed] == [tuple(r) for r in recounted]
             assert len(streamed) > 1000
+
+
+def test_streamed_spans_equal_the_databases_rebuild(engine: Engine, loaded: Scheme) -> None:
+    """Every span the loader wrote (month, quarter, year; ids, not codes) equals harm_counts_add's."""
+    columns = "source, force_code, level, span, period_start, area, key_id, synthetic"
+    query = text(
+        f"SELECT {columns}, sum(incidents) FROM harm_counts WHERE batch_id = :b "
+        f"GROUP BY {columns} ORDER BY {columns}"
+    )
+    with engine.connect() as conn:
+        batch = conn.execute(
+            text("SELECT min(id) FROM ingest_batches WHERE source = 'police_uk_street'")
+        ).scalar_one()
+        streamed = [tuple(r) for r in conn.execute(query, {"b": batch})]
+        conn.execute(text("DELETE FROM harm_counts WHERE batch_id = :b"), {"b": batch})
+        added = conn.execute(text("SELECT harm_counts_add(:b)"), {"b": batch}).scalar_one()
+        rebuilt = [tuple(r) for r in conn.execute(query, {"b": batch})]
+        conn.rollback()
+    assert added == len(rebuilt)
+    assert streamed == rebuilt
+    assert {r[3] for r in streamed} == {1, 3, 12}
+
+
+def test_a_period_summed_from_spans_equals_its_months_summed(engine: Engine, loaded: Scheme) -> None:
+    """A period across quarter and year edges reads quarter/year spans; the months give the same."""
+    with engine.connect() as conn:
+        months = (
+            conn.execute(
+                text(
+                    "SELECT DISTINCT month FROM harm_monthly WHERE source = 'police_uk_street' "
+                    "AND force_code = :f ORDER BY 1"
+                ),
+                {"f": HAMPSHIRE},
+            )
+            .scalars()
+            .all()
+        )
+        period = Period(min(months), max(months), "all loaded months")
+        assert len(period.spans()) < period.months
+        whole = area_harm(conn, level="ward", force_code=HAMPSHIRE, period=period, scheme=loaded)
+        by_month: Counter[str] = Counter()
+        for m in months:
+            one = area_harm(conn, level="ward", force_code=HAMPSHIRE, period=Period(m, m, "m"), scheme=loaded)
+            by_month.update({a.code: a.incidents for a in one.areas})
+    assert {a.code: a.incidents for a in whole.areas if a.incidents} == +by_month
 
 
 def test_cli_unknown_scheme_is_a_clear_error(settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]

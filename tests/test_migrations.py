@@ -30,7 +30,10 @@ TABLES = {
     "imd2019_lsoa11",
     "weight_schemes",
     "weights",
-    "harm_monthly",
+    "harm_levels",
+    "harm_sources",
+    "harm_keys",
+    "harm_counts",
     "labels",
     "census2021_ethnicity",
 }
