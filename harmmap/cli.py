@@ -10,8 +10,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from harmmap import db
+from harmmap.cli_common import fail as _fail
+from harmmap.cli_common import force_code as _force_code
+from harmmap.cli_common import resolve_period
+from harmmap.cli_common import settings_or_exit as _settings
 from harmmap.errors import DatabaseUnavailableError, HarmmapError
-from harmmap.settings import Settings, get_settings
+from harmmap.settings import Settings
 
 if TYPE_CHECKING:
     from harm_index.weights import Scheme
@@ -25,19 +29,6 @@ ingest_cli = typer.Typer(
     help="Load record-level and reference data, one batch per file.", no_args_is_help=True
 )
 cli.add_typer(ingest_cli, name="ingest")
-
-
-def _settings() -> Settings:
-    try:
-        return get_settings()
-    except ValueError as exc:
-        typer.secho(f"harmmap: bad settings: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
-
-
-def _fail(exc: HarmmapError) -> typer.Exit:
-    typer.secho(f"harmmap: {exc.detail}", fg="red", err=True)
-    return typer.Exit(1)
 
 
 @cli.command()
@@ -510,7 +501,7 @@ def harm(
     from rich.console import Console
     from rich.table import Table
 
-    from harm_index.periods import Period, month, named_periods, parse_period
+    from harm_index.periods import named_periods, parse_period
     from harm_index.scores import area_harm
     from harm_index.weights import load_scheme
 
@@ -521,12 +512,7 @@ def harm(
         named = named_periods(
             settings.baseline_start, settings.baseline_end, settings.covid_start, settings.covid_end
         )
-        if period:
-            chosen = parse_period(period, named)
-        else:
-            first = month(start, "--from") if start else named.baseline.start
-            last = month(end, "--to") if end else named.baseline.end
-            chosen = Period(first, last, f"{first:%Y-%m} to {last:%Y-%m}")
+        chosen = resolve_period(settings, start, end, period)
         compare = parse_period(against, named, "--against") if against else None
         with engine.connect() as conn:
             result = area_harm(
@@ -640,20 +626,6 @@ def harm(
         typer.echo(f"wrote {len(result.areas)} areas to {out}")
 
 
-def _force_code(value: str) -> str:
-    from geo.levels import AreaLevel
-
-    code = value.strip().upper()
-    if not AreaLevel.FORCE.code_pattern.match(code):
-        typer.secho(
-            f"harmmap: --force {value!r} is not a police force area GSS code (E23 or W15 + 6 digits)",
-            fg="red",
-            err=True,
-        )
-        raise typer.Exit(2)
-    return code
-
-
 def main() -> None:
     """Console entry point."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -663,6 +635,15 @@ def main() -> None:
         typer.secho(f"harmmap: {exc.detail}", fg="red", err=True)
         sys.exit(1)
 
+
+def _register_layers() -> None:
+    # Imported here, after ``cli`` exists: the layer commands add themselves to it.
+    from harmmap.layers_cli import register
+
+    register(cli)
+
+
+_register_layers()
 
 if __name__ == "__main__":
     main()

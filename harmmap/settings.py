@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     baseline_end: str = "2023-03"
     covid_start: str = "2020-03"
     covid_end: str = "2021-06"
+    # Disclosure control for non-analyst outputs: counts from 1 to this are withheld.
+    disclosure_threshold: int = Field(default=4, ge=0, le=100)
+    # A caller reference with at least this many calls in any window of this many days is persistent.
+    persistent_min_calls: int = Field(default=10, ge=2)
+    persistent_window_days: int = Field(default=30, ge=1, le=366)
+    # Community trauma score domain weights (harm, calls, police powers, deprivation); normalised to 1.
+    trauma_weights: dict[str, float] = Field(
+        default_factory=lambda: {"harm": 0.35, "calls": 0.20, "police_powers": 0.20, "deprivation": 0.25}
+    )
 
     @field_validator("database_url")
     @classmethod

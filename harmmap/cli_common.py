@@ -1,0 +1,57 @@
+"""Helpers shared by the ``harmmap`` command groups: settings, errors, forces and periods."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import typer
+
+from harmmap.errors import HarmmapError
+from harmmap.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from harm_index.periods import Period
+
+
+def settings_or_exit() -> Settings:
+    """Settings from the environment; bad settings end the command with a clear message."""
+    try:
+        return get_settings()
+    except ValueError as exc:
+        typer.secho(f"harmmap: bad settings: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def fail(exc: HarmmapError) -> typer.Exit:
+    """Report a domain error on stderr; the caller raises the returned exit."""
+    typer.secho(f"harmmap: {exc.detail}", fg="red", err=True)
+    return typer.Exit(1)
+
+
+def force_code(value: str) -> str:
+    """A police force area GSS code, upper-cased; anything else ends the command."""
+    from geo.levels import AreaLevel
+
+    code = value.strip().upper()
+    if not AreaLevel.FORCE.code_pattern.match(code):
+        typer.secho(
+            f"harmmap: --force {value!r} is not a police force area GSS code (E23 or W15 + 6 digits)",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return code
+
+
+def resolve_period(settings: Settings, start: str | None, end: str | None, period: str | None) -> Period:
+    """``--period`` if given, else ``--from``/``--to``, each defaulting to the configured baseline."""
+    from harm_index.periods import Period, month, named_periods, parse_period
+
+    named = named_periods(
+        settings.baseline_start, settings.baseline_end, settings.covid_start, settings.covid_end
+    )
+    if period:
+        return parse_period(period, named)
+    first = month(start, "--from") if start else named.baseline.start
+    last = month(end, "--to") if end else named.baseline.end
+    return Period(first, last, f"{first:%Y-%m} to {last:%Y-%m}")
