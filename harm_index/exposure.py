@@ -82,7 +82,7 @@ def harm_exposure(
     rates = {a.code: a.harm_rate for a in harm.areas if a.harm_rate is not None}
     population = residents_by_group(conn, "lsoa21", force_code)
     column = parent_column(level)
-    parents = dict(
+    parents: dict[str, str] = dict(
         conn.execute(
             # column comes from PARENT_COLUMN, a fixed list
             text(f"SELECT code, {column} FROM areas WHERE level = 'lsoa21' AND force_code = :force"),

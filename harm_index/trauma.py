@@ -267,25 +267,29 @@ def sensitivity(transformed: Mapping[str, FloatArray], weights: Mapping[str, flo
     """How the ranking moves when each weight in turn moves by -/+20%."""
     base = combine(transformed, weights)
     _, base_decile = rank_and_decile(base)
-    runs = []
+    runs: list[dict[str, Any]] = []
+    spearmans: list[float] = []
+    changes: list[float] = []
     for domain in transformed:
         for factor in (1 - SENSITIVITY, 1 + SENSITIVITY):
             moved = {d: w * (factor if d == domain else 1) for d, w in weights.items()}
             score = combine(transformed, moved)
             _, decile = rank_and_decile(score)
             rho = float(spearmanr(base, score).statistic) if len(base) > 2 else 1.0
+            spearmans.append(rho)
+            changes.append(float(np.mean(decile != base_decile)))
             runs.append(
                 {
                     "domain": domain,
                     "factor": factor,
                     "spearman": rho,
-                    "share_changing_decile": float(np.mean(decile != base_decile)),
+                    "share_changing_decile": changes[-1],
                 }
             )
     return {
         "runs": runs,
-        "min_spearman": min(r["spearman"] for r in runs),
-        "max_share_changing_decile": max(r["share_changing_decile"] for r in runs),
+        "min_spearman": min(spearmans),
+        "max_share_changing_decile": max(changes),
     }
 
 

@@ -273,7 +273,9 @@ def trauma(
         try:
             chosen_weights = {k.strip(): float(v) for k, v in (p.split("=") for p in weights.split(","))}
         except ValueError:
-            raise fail(InvalidParameterError("--weights", f"--weights {weights!r} is not name=number,...")) from None
+            raise fail(
+                InvalidParameterError("--weights", f"--weights {weights!r} is not name=number,...")
+            ) from None
     try:
         config = TraumaConfig(chosen_weights)
     except HarmmapError as exc:

@@ -61,12 +61,19 @@ class AggregateIds:
 
 
 class BatchAggregate:
-    """Partial counts for one batch, combined and written in ``flush``."""
+    """Partial counts for one batch; H3 counts are written as they pile up, census counts at the end.
+
+    H3 counts can be as many as the incidents (res 10 is finer than police.uk's snap points), so they
+    are written whenever ``FLUSH_ROWS`` partial counts are held. Census geographies are bounded by
+    areas x months x keys, so their month counts are kept (compacted) until the batch ends, then written
+    once with their quarter and year spans: every (area, key, span) of a batch is one row.
+    """
 
     def __init__(self, source: str) -> None:
         self.source = source
         self._ids: AggregateIds | None = None
         self._parts: list[pa.Table] = []
+        self._census: pa.Table | None = None
         self.pending_rows = 0
 
     def add(self, rows: pa.Table) -> None:
@@ -77,33 +84,49 @@ class BatchAggregate:
         self._parts.append(counted)
         self.pending_rows += counted.num_rows
 
-    def flush(self, conn: Connection, batch_id: int) -> pa.Table:
-        """The counts held so far as ``harm_counts`` rows, sorted for the query index; then clears them."""
-        if not self._parts:
-            return pa.table({})
+    def flush(self, conn: Connection, batch_id: int, final: bool = True) -> pa.Table:
+        """``harm_counts`` rows to write now, sorted for the query index; the counts they hold are cleared.
+
+        Before the batch ends (``final`` False) that is the H3 rows only; the census counts are kept.
+        """
         if self._ids is None:
             self._ids = AggregateIds.from_store(conn, self.source)
         ids = self._ids
-        finest = (
-            pa.concat_tables(self._parts).group_by(FINEST, use_threads=True).aggregate([("count_all", "sum")])
-        )
-        self._parts, self.pending_rows = [], 0
-        n = finest["count_all_sum"]
-        key_ids = _key_ids(conn, ids.source_id, finest["key"])
         tables = []
-        for column, (level_id, _name) in CENSUS_LEVELS.items():
-            area = pc.take(ids.ids[column], pc.index_in(finest[column], value_set=ids.codes[column]))
-            for span in (1, 3, 12):
-                start = (
-                    finest["month"]
-                    if span == 1
-                    else pc.floor_temporal(finest["month"], unit=_SPAN_UNITS[span])
+        if self._parts:
+            finest = (
+                pa.concat_tables(self._parts)
+                .group_by(FINEST, use_threads=True)
+                .aggregate([("count_all", "sum")])
+            )
+            self._parts, self.pending_rows = [], 0
+            n = finest["count_all_sum"]
+            key_ids = _key_ids(conn, ids.source_id, finest["key"])
+            census = [self._census] if self._census is not None else []
+            for column, (level_id, _name) in CENSUS_LEVELS.items():
+                area = pc.take(ids.ids[column], pc.index_in(finest[column], value_set=ids.codes[column]))
+                census.append(_level_rows(finest, n, key_ids, area, level_id, 1, finest["month"]))
+            self._census = _regroup(pa.concat_tables(census))
+            for column, level_id in H3_LEVELS.items():
+                tables.append(_level_rows(finest, n, key_ids, finest[column], level_id, 1, finest["month"]))
+        if final and self._census is not None:
+            tables.append(self._census)
+            for span, unit in _SPAN_UNITS.items():
+                coarser = self._census.set_column(
+                    self._census.schema.get_field_index("period_start"),
+                    "period_start",
+                    pc.floor_temporal(self._census["period_start"], unit=unit),
+                ).set_column(
+                    self._census.schema.get_field_index("span"),
+                    "span",
+                    pa.array(np.full(self._census.num_rows, span, dtype=np.int16)),
                 )
-                tables.append(_level_rows(finest, n, key_ids, area, level_id, span, start))
-        for column, level_id in H3_LEVELS.items():
-            tables.append(_level_rows(finest, n, key_ids, finest[column], level_id, 1, finest["month"]))
-        out = pa.concat_tables([t for t in tables if t.num_rows])
-        out = out.sort_by(
+                tables.append(_regroup(coarser))
+            self._census = None
+        tables = [t for t in tables if t.num_rows]
+        if not tables:
+            return pa.table({})
+        out = pa.concat_tables(tables).sort_by(
             [
                 ("level", "ascending"),
                 ("span", "ascending"),
@@ -119,6 +142,15 @@ class BatchAggregate:
                 **{c: out[c] for c in out.column_names},
             }
         )
+
+
+_ROW_KEY = ["force_code", "level", "span", "period_start", "area", "key_id", "synthetic"]
+
+
+def _regroup(rows: pa.Table) -> pa.Table:
+    """Sum ``harm_counts``-shaped rows that share every key column."""
+    summed = rows.group_by(_ROW_KEY, use_threads=True).aggregate([("incidents", "sum")])
+    return summed.select(_ROW_KEY).append_column("incidents", pc.cast(summed["incidents_sum"], pa.int32()))
 
 
 def _level_rows(

@@ -278,7 +278,7 @@ def _store_block(
         counting = time.perf_counter()
         aggregate.add(processed.aggregate.filter(pa.array(kept)))
         if aggregate.pending_rows >= FLUSH_ROWS:
-            copy_arrow(conn, "harm_counts", aggregate.flush(conn, batch_id))
+            copy_arrow(conn, "harm_counts", aggregate.flush(conn, batch_id, final=False))
         report.aggregate_seconds += time.perf_counter() - counting
     rows = processed.table.filter(pa.array(kept))
     rows = rows.add_column(0, "line", pa.array(block.lines[kept], pa.int32()))

@@ -105,9 +105,9 @@ class CsvFile:
     that fits none is refused with the problems of the closest.
     """
 
-    def __init__(self, path: Path, schemas: Sequence[CsvSchema], block_bytes: int = BLOCK_BYTES) -> None:
+    def __init__(self, path: Path, schemas: Sequence[CsvSchema], block_bytes: int | None = None) -> None:
         self.path = path
-        self.block_bytes = block_bytes
+        self.block_bytes = block_bytes or BLOCK_BYTES
         self.header, self._body_offset = self._read_header()
         self.schema = _choose(path, schemas, self.header)
 

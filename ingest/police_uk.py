@@ -272,7 +272,9 @@ def _reject_duplicates(
     force_index = np.asarray(encoded.indices.to_numpy(zero_copy_only=False))
     forces = encoded.dictionary.to_pylist()
     days = month[rows].astype(np.int64)
-    for f_index, day in sorted(set(zip(force_index.tolist(), days.tolist(), strict=True))):
+    pairs = sorted(set(zip(force_index.tolist(), days.tolist(), strict=True)))
+    _fetch_seen_keys(ctx, [(forces[f], np.datetime64(d, "D").astype(object)) for f, d in pairs])
+    for f_index, day in pairs:
         group = (force_index == f_index) & (days == day)
         month_day = np.datetime64(day, "D").astype(object)
         seen = _seen_keys(ctx, forces[f_index], month_day)
@@ -329,20 +331,45 @@ class KeySet:
 
 def _seen_keys(ctx: LoadContext, force_code: str, month_day: dt.date) -> KeySet:
     cached = ctx.state.get(("crime_keys", force_code, month_day))
-    if isinstance(cached, KeySet):
-        return cached
-    stored = (
-        ctx.conn.execute(
-            text("SELECT crime_id FROM crimes WHERE force_code = :f AND month = :m AND crime_id IS NOT NULL"),
-            {"f": force_code, "m": month_day},
-        )
-        .scalars()
-        .all()
-    )
-    seen = KeySet()
-    seen.add(crime_keys(pa.array(stored, pa.string())))
-    ctx.state[("crime_keys", force_code, month_day)] = seen
-    return seen
+    if not isinstance(cached, KeySet):
+        _fetch_seen_keys(ctx, [(force_code, month_day)])
+        cached = ctx.state[("crime_keys", force_code, month_day)]
+    assert isinstance(cached, KeySet)
+    return cached
+
+
+def _fetch_seen_keys(ctx: LoadContext, pairs: list[tuple[str, dt.date]]) -> None:
+    """Load the stored Crime ID keys of every (force, month) not yet held, one query per force.
+
+    One query for all of a block's new months matters when a file spans years: each month's rows are
+    then spread over the whole table, and a query per month would read it once per month. The 64-bit
+    key is computed in the database for hexadecimal IDs (police.uk's); only other IDs travel whole.
+    """
+    wanted: dict[str, list[dt.date]] = {}
+    for force_code, month_day in pairs:
+        if ("crime_keys", force_code, month_day) not in ctx.state:
+            wanted.setdefault(force_code, []).append(month_day)
+    for force_code, month_days in wanted.items():
+        # Keys travel as one big-endian int8 string per month: millions of keys, no per-row objects.
+        packed = ctx.conn.execute(
+            text(
+                "SELECT month, string_agg(int8send(('x' || left(crime_id, 16))::bit(64)::bigint), ''::bytea) "
+                "FILTER (WHERE crime_id ~ :hex), "
+                "array_agg(crime_id) FILTER (WHERE crime_id !~ :hex) "
+                "FROM crimes WHERE force_code = :f AND month = ANY(CAST(:m AS date[])) "
+                "AND crime_id IS NOT NULL GROUP BY month"
+            ),
+            {"hex": _HEX_HEAD, "f": force_code, "m": month_days},
+        ).all()
+        stored = {month_day: (keys, others) for month_day, keys, others in packed}
+        for month_day in month_days:
+            keys, others = stored.get(month_day, (None, None))
+            seen = KeySet()
+            if keys:
+                seen.add(np.frombuffer(keys, dtype=">i8").astype(np.int64))
+            if others:
+                seen.add(crime_keys(pa.array(others, pa.string())))
+            ctx.state[("crime_keys", force_code, month_day)] = seen
 
 
 def _canonical_categories(values: pa.Array) -> np.ndarray:
