@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 
 from app.errors import add_exception_handlers
-from app.routes import areas, forces, health
+from app.routes import analysis, areas, forces, health, ogc, tiles
 from harmmap import __version__, db
 from harmmap.settings import Settings, get_settings
 
@@ -21,7 +21,14 @@ log = logging.getLogger("harmmap.http")
 _REQUEST_ID_HEADER = "X-Request-ID"
 
 # Every resource's router; one module per resource.
-ROUTERS = (health.router, forces.router, areas.router)
+ROUTERS = (
+    health.router,
+    forces.router,
+    areas.router,
+    analysis.router,
+    ogc.router,
+    tiles.router,
+)
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, text
 
 from geo.h3cells import FINEST, FloatArray, points_to_cell_columns
 from geo.pip import OUTSIDE, IndexArray, PolygonIndex
+from geo.versions import store_version
 
 ObjectArray = npt.NDArray[np.object_]
 
@@ -55,14 +56,7 @@ class Assigner:
     @classmethod
     def from_store(cls, conn: Connection) -> Assigner:
         """Build (or reuse) the assigner for the areas currently in the store."""
-        fingerprint = str(
-            conn.execute(
-                text(
-                    "SELECT current_database() || ':' || count(*) || ':' "
-                    "|| coalesce(max(updated_at)::text, '') FROM areas WHERE level IN ('lsoa11', 'lsoa21')"
-                )
-            ).scalar_one()
-        )
+        fingerprint = store_version(conn, "areas", "lookup_lsoa11_lsoa21", "lookup_lsoa21_ward")
         cached = _CACHE.get(fingerprint)
         if cached is None:
             cached = cls._build(conn, fingerprint)

@@ -7,6 +7,7 @@ from collections import defaultdict
 from sqlalchemy import Connection, text
 
 from geo.levels import AreaLevel
+from geo.versions import store_version
 
 # Generalised (BSC) outlines of neighbours can miss each other by a little; within 1 m counts as touching.
 TOUCH_TOLERANCE_M = 1.0
@@ -20,17 +21,11 @@ def queen_neighbours(conn: Connection, level: AreaLevel, force_code: str) -> dic
 
     Boundaries change only when they are reloaded, so the answer is kept per boundary version.
     """
-    version = str(
-        conn.execute(
-            text(
-                "SELECT current_database() || ':' || count(*) || ':' || coalesce(max(updated_at)::text, '') "
-                "FROM areas WHERE level = CAST(:level AS area_level)"
-            ),
-            {"level": level.value},
-        ).scalar_one()
-    )
+    version = store_version(conn, "areas")
     key = (version, level.value, force_code)
     if key not in _CACHE:
+        for stale in [k for k in _CACHE if k[0] != version]:
+            del _CACHE[stale]
         _CACHE[key] = _contiguity(conn, level, force_code)
     return _CACHE[key]
 

@@ -14,13 +14,16 @@ the weights' caveat; the population source.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 from sqlalchemy import Connection, text
 
 from geo.levels import AreaLevel
 from geo.neighbours import queen_neighbours
+from geo.versions import store_version
 from harm_index.categories import UNWEIGHTED_CATEGORIES
 from harm_index.periods import Period
 from harm_index.stats import (
@@ -46,6 +49,7 @@ _POPULATION_COLUMN = {
     "local_authority": "lad_code",
     "force": "force_code",
 }
+T = TypeVar("T")
 NO_POPULATION = {
     "lsoa11": "Census 2021 populations are published for 2021 LSOAs; use lsoa21 for rates",
     "h3": "there is no resident count for H3 cells",
@@ -251,26 +255,18 @@ def _counts(
     if period is None:
         return {}
     spans = period.spans()
-    # Summed on integer keys first, then named: the join touches one row per area and key.
+    # Integer keys only: area ids and key ids are named from per-version caches, not joined per query.
     rows = conn.execute(
         text(
             """
-            WITH counted AS (
-                SELECT h.area, h.key_id, sum(h.incidents) AS n
-                FROM harm_counts h
-                JOIN unnest(CAST(:spans AS smallint[]), CAST(:starts AS date[])) AS p (span, start)
-                  ON h.span = p.span AND h.period_start = p.start
-                WHERE h.source = (SELECT id FROM harm_sources WHERE name = :source)
-                  AND h.force_code = :force
-                  AND h.level = (SELECT id FROM harm_levels WHERE name = :level)
-                GROUP BY h.area, h.key_id
-            )
-            SELECT CASE WHEN l.id <= 5 THEN a.code ELSE to_hex(c.area) END AS area_code, k.key, c.n
-            FROM counted c
-            JOIN harm_levels l ON l.name = :level
-            JOIN harm_keys k ON k.id = c.key_id
-            LEFT JOIN areas a ON l.id <= 5 AND a.id = c.area
-            WHERE CAST(:keys AS text[]) IS NULL OR k.key = ANY(CAST(:keys AS text[]))
+            SELECT h.area, h.key_id, sum(h.incidents) AS n
+            FROM harm_totals h
+            JOIN unnest(CAST(:spans AS smallint[]), CAST(:starts AS date[])) AS p (span, start)
+              ON h.span = p.span AND h.period_start = p.start
+            WHERE h.source = (SELECT id FROM harm_sources WHERE name = :source)
+              AND h.force_code = :force
+              AND h.level = (SELECT id FROM harm_levels WHERE name = :level)
+            GROUP BY h.area, h.key_id
             """
         ),
         {
@@ -279,13 +275,58 @@ def _counts(
             "level": level,
             "spans": [span for span, _ in spans],
             "starts": [start for _, start in spans],
-            "keys": categories,
         },
     ).all()
+    keys = _key_names(conn, {key_id for _, key_id, _ in rows})
+    h3 = level.startswith("h3")
+    codes = {} if h3 else _area_codes(conn, level, force_code)
+    wanted = set(categories) if categories else None
     out: dict[str, dict[str, int]] = defaultdict(dict)
-    for area, key, n in rows:
-        out[area][key] = int(n)
+    for area, key_id, n in rows:
+        key = keys[key_id]
+        if wanted is not None and key not in wanted:
+            continue
+        code = format(area, "x") if h3 else codes.get(area)
+        if code is None:
+            continue  # an area no longer in the boundaries: its records need reloading
+        out[code][key] = int(n)
     return out
+
+
+_REFERENCE_CACHE: dict[tuple[object, ...], object] = {}
+
+
+def _cached(conn: Connection, tables: tuple[str, ...], key: tuple[object, ...], build: Callable[[], T]) -> T:
+    """``build()``'s answer, kept until one of ``tables`` changes (see geo.versions)."""
+    full = (store_version(conn, *tables), *key)
+    if full not in _REFERENCE_CACHE:
+        if len(_REFERENCE_CACHE) > 256:
+            _REFERENCE_CACHE.clear()
+        _REFERENCE_CACHE[full] = build()
+    return _REFERENCE_CACHE[full]  # type: ignore[return-value]
+
+
+def _key_names(conn: Connection, ids: set[int]) -> dict[int, str]:
+    names: dict[int, str] = _cached(
+        conn,
+        ("harm_keys",),
+        ("keys",),
+        lambda: dict(conn.execute(text("SELECT id, key FROM harm_keys")).all()),
+    )
+    return names
+
+
+def _area_codes(conn: Connection, level: str, force_code: str) -> dict[int, str]:
+    def build() -> dict[int, str]:
+        query = (
+            "SELECT id, code FROM areas WHERE level = 'force' AND code = :force"
+            if level == "force"
+            else "SELECT id, code FROM areas WHERE level = CAST(:level AS area_level) AND force_code = :force"
+        )
+        return dict(conn.execute(text(query), {"level": level, "force": force_code}).all())
+
+    codes: dict[int, str] = _cached(conn, ("areas",), ("codes", level, force_code), build)
+    return codes
 
 
 def _months_with_data(conn: Connection, source: str, force_code: str, period: Period | None) -> int:
@@ -294,7 +335,7 @@ def _months_with_data(conn: Connection, source: str, force_code: str, period: Pe
     return int(
         conn.execute(
             text(
-                "SELECT count(DISTINCT period_start) FROM harm_counts "
+                "SELECT count(DISTINCT period_start) FROM harm_totals "
                 "WHERE source = (SELECT id FROM harm_sources WHERE name = :source) AND force_code = :force "
                 "AND level = 1 AND span = 1 AND period_start >= :start AND period_start < :end"
             ),
@@ -304,6 +345,13 @@ def _months_with_data(conn: Connection, source: str, force_code: str, period: Pe
 
 
 def _areas(conn: Connection, level: str, force_code: str) -> dict[str, str]:
+    names: dict[str, str] = _cached(
+        conn, ("areas",), ("names", level, force_code), lambda: _read_areas(conn, level, force_code)
+    )
+    return names
+
+
+def _read_areas(conn: Connection, level: str, force_code: str) -> dict[str, str]:
     if level.startswith("h3"):
         return {}
     if level == "force":
@@ -316,6 +364,16 @@ def _areas(conn: Connection, level: str, force_code: str) -> dict[str, str]:
 
 
 def _population(conn: Connection, level: str, force_code: str) -> tuple[dict[str, int], str | None]:
+    found: tuple[dict[str, int], str | None] = _cached(
+        conn,
+        ("areas", "census2021_ethnicity"),
+        ("population", level, force_code),
+        lambda: _read_population(conn, level, force_code),
+    )
+    return found
+
+
+def _read_population(conn: Connection, level: str, force_code: str) -> tuple[dict[str, int], str | None]:
     column = _POPULATION_COLUMN.get(level)
     if column is None:
         return {}, NO_POPULATION["h3" if level.startswith("h3") else level]

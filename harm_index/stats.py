@@ -6,6 +6,7 @@ residents unless stated. Functions take plain numbers or NumPy arrays and never 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ PER = 1000.0
 BYAR_FROM = 10  # PHE: exact Poisson below 10 events, Byar's approximation from 10
 
 
+@functools.cache
 def z_value(alpha: float = ALPHA) -> float:
     """The two-sided standard normal quantile, 1.959964 for alpha = 0.05."""
     return float(stats.norm.ppf(1 - alpha / 2))

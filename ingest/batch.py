@@ -241,6 +241,8 @@ def ingest_file(
             # The aggregate moves with the batch, in the same transaction.
             counting = time.perf_counter()
             copy_arrow(conn, "harm_counts", aggregate.flush(conn, batch_id))
+            # Queries read the totals over all batches; this batch joins them in the same transaction.
+            conn.execute(text("SELECT harm_totals_add(:batch)"), {"batch": batch_id})
             report.aggregate_seconds += time.perf_counter() - counting
         report.seconds = time.perf_counter() - clock
         conn.execute(

@@ -56,6 +56,8 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
     echo "$WANT" > "$STAMP"
 fi
 HARMMAP=.venv/bin/harmmap
+# GDAL's command-line tools: the OGC API tests drive the service with ogrinfo/ogr2ogr, as QGIS would.
+command -v ogrinfo >/dev/null || apt_install gdal-bin
 
 # --- 2. PostgreSQL with PostGIS --------------------------------------------------------------
 ping_url() { HARMMAP_DATABASE_URL="$1" "$HARMMAP" db ping >/dev/null 2>&1; }

@@ -304,6 +304,7 @@ def test_deleting_a_batch_removes_its_counts_from_the_aggregate(engine: Engine, 
     assert {level: n for level, n in added if not level.startswith("h3")} == dict.fromkeys(
         ("force", "local_authority", "ward", "lsoa21", "lsoa11"), report.accepted
     )
+    assert _totals_match_counts(engine)
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM ingest_batches WHERE id = :b"), {"b": report.batch_id})
     with engine.connect() as conn:
@@ -311,6 +312,18 @@ def test_deleting_a_batch_removes_its_counts_from_the_aggregate(engine: Engine, 
             text("SELECT count(*) FROM harm_monthly WHERE batch_id = :b"), {"b": report.batch_id}
         ).scalar_one()
     assert left == 0
+    assert _totals_match_counts(engine)
+
+
+def _totals_match_counts(engine: Engine) -> bool:
+    """harm_totals is exactly harm_counts summed over batches (no zero rows left behind)."""
+    key = "source, force_code, level, span, period_start, area, key_id, synthetic"
+    with engine.connect() as conn:
+        counts = conn.execute(
+            text(f"SELECT {key}, sum(incidents) FROM harm_counts GROUP BY {key} ORDER BY {key}")
+        ).all()
+        totals = conn.execute(text(f"SELECT {key}, incidents FROM harm_totals ORDER BY {key}")).all()
+    return [tuple(r) for r in counts] == [tuple(r) for r in totals] and len(totals) > 0
 
 
 def test_unmapped_2011_categories_are_their_own_unweighted_keys(engine: Engine, loaded: Scheme) -> None:

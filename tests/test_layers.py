@@ -12,6 +12,7 @@ import esda
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 from libpysal.weights import lat2W
 from numpy.testing import assert_allclose
 from scipy.stats import rankdata, spearmanr
@@ -21,7 +22,7 @@ from statsmodels.stats.rates import confint_poisson_2indep
 from harm_index.demand import PersistentRule, call_demand, persistent_callers
 from harm_index.disclosure import Disclosure
 from harm_index.disparity import group_rate_rows, stop_search_disparity
-from harm_index.exposure import harm_exposure
+from harm_index.exposure import harm_exposure, victimisation
 from harm_index.hotspots import gi_star, local_statistics
 from harm_index.periods import Period
 from harm_index.population import residents_by_group
@@ -42,6 +43,7 @@ from harmmap.settings import REPO_ROOT
 from ingest.batch import ingest_file
 from ingest.calls import CallsForService
 from ingest.generate_calls import generate_calls
+from ingest.offences import ForceOffences
 from ingest.police_uk import PoliceUkStreet
 from ingest.reference import CensusEthnicityLsoa, ImdRanks
 from ingest.stop_search import PoliceUkStopSearch
@@ -394,3 +396,98 @@ def test_layer_commands_write_json(settings, monkeypatch, tmp_path: Path, layers
         assert payload["caveats"], command[0]
     bad = runner.invoke(cli, ["trauma", "--force", HAMPSHIRE, "--weights", "harm=x"])
     assert bad.exit_code == 1 and "--weights" in bad.output
+
+
+def test_victimisation_rates_by_group_from_force_records(engine: Engine, layers: Scheme) -> None:
+    report = ingest_file(engine, REPO_ROOT / "tests" / "corpus" / "offences" / "cases.csv", ForceOffences())
+    march = Period(dt.date(2019, 3, 1), dt.date(2019, 3, 1), "2019-03")
+    with engine.connect() as conn:
+        analyst = victimisation(
+            conn, level="force", force_code=HAMPSHIRE, period=march, disclosure=Disclosure(active=False)
+        )
+        public = victimisation(conn, level="force", force_code=HAMPSHIRE, period=march)
+        stored = dict(
+            conn.execute(
+                text(
+                    "SELECT coalesce(victim_group, 'Not stated'), count(*) FROM offences "
+                    "WHERE batch_id = :b AND force_code = :f GROUP BY 1"
+                ),
+                {"b": report.batch_id, "f": HAMPSHIRE},
+            ).all()
+        )
+    by = {r["group"]: r for r in analyst["rates"]}
+    assert by["Black"]["victims"] == stored.get("Black", 0) >= 1
+    assert by["Black"]["rate"] == pytest.approx(1000 * by["Black"]["victims"] / by["Black"]["residents"])
+    assert analyst["victim_ethnicity_not_stated"] == stored.get("Not stated", 0)
+    assert analyst["offences"] == sum(stored.values())
+    # One or two victims of a group in a month: withheld for anyone but an analyst.
+    small = [r for r in public["rates"] if "victims" in r["withheld"]]
+    assert small and all(r["victims"] is None and r["rate"] is None for r in small)
+    # Ratios against a withheld White count are withheld too, though the group's own count stands.
+    if "victims" in next(r for r in public["rates"] if r["group"] == "White")["withheld"]:
+        assert all(r.get("ratio") is None for r in public["rates"])
+
+
+# --- the layers over HTTP ------------------------------------------------------------------------------
+
+
+def test_analysis_endpoints_answer_with_caveats_and_method(client: TestClient, layers: Scheme) -> None:
+    common = {"force": HAMPSHIRE, "period": "2018-12"}
+    for path, params in (
+        ("/disproportionality", {**common, "period": "2018-12..2019-03"}),
+        ("/exposure", common),
+        ("/calls", {**common, "level": "force"}),
+        ("/trauma-scores", common),
+        ("/hotspots", {**common, "permutations": 99}),
+    ):
+        response = client.get(path, params=params)
+        assert response.status_code == 200, (path, response.text)
+        body = response.json()
+        assert body["caveats"] and body["method"], path
+        assert body["metadata"]["service_version"]
+    rates = client.get("/disproportionality", params={**common, "level": "ward"}).json()["rates"]
+    assert any(r["withheld"] for r in rates), "public callers get disclosure control"
+    calls = client.get("/calls", params={**common, "level": "force"}).json()
+    assert calls["synthetic"] is True and any("SYNTHETIC" in c for c in calls["caveats"])
+    trauma = client.get("/trauma-scores", params=common).json()
+    assert trauma["metadata"]["config_version"] == trauma["config_version"]
+
+
+def test_area_summary_is_a_monthly_series_against_the_baseline(client: TestClient, layers: Scheme) -> None:
+    with client as c:
+        ward = c.get(
+            "/collections/wards/items",
+            params={"force": HAMPSHIRE, "limit": 1, "sortby": "-incidents", "period": "2018-12"},
+        ).json()["features"][0]
+        body = c.get(
+            f"/areas/{ward['id']}/summary", params={"level": "ward", "period": "2018-11..2019-01"}
+        ).json()
+    assert [m["month"] for m in body["months"]] == ["2018-11", "2018-12", "2019-01"]
+    december = body["months"][1]
+    assert december["incidents"] == ward["properties"]["incidents"]
+    assert sum(n for n in december["by_category"].values() if n) <= december["incidents"]
+    assert body["months"][0]["incidents"] == 0
+    assert december["ratio_interval"][0] < december["ratio_to_baseline"] < december["ratio_interval"][1]
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "parameter"),
+    [
+        ("/disproportionality", {}, "force"),
+        ("/disproportionality", {"force": HAMPSHIRE, "level": "county"}, "level"),
+        ("/disproportionality", {"force": HAMPSHIRE, "ethnicity": "vibes"}, "ethnicity"),
+        ("/disproportionality", {"force": HAMPSHIRE, "legislation": "s99"}, "legislation"),
+        ("/exposure", {"force": HAMPSHIRE, "period": "2019-99"}, "period"),
+        ("/trauma-scores", {"force": HAMPSHIRE, "level": "h3_8"}, "level"),
+        ("/hotspots", {"force": HAMPSHIRE, "permutations": 5}, "permutations"),
+        ("/calls", {"force": "E23000030' OR 1=1"}, "force"),
+        ("/areas/E05999999/summary", {"level": "ward"}, "code"),
+        ("/areas/E05002441/summary", {"level": "ward", "scheme": "nope"}, "scheme"),
+    ],
+)
+def test_analysis_bad_input_names_the_parameter(
+    client: TestClient, layers: Scheme, path: str, params: dict[str, object], parameter: str
+) -> None:
+    response = client.get(path, params=params)
+    assert response.status_code in (404, 422), response.text
+    assert response.json()["parameter"] == parameter

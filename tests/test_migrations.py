@@ -34,6 +34,8 @@ TABLES = {
     "harm_sources",
     "harm_keys",
     "harm_counts",
+    "harm_totals",
+    "store_versions",
     "labels",
     "census2021_ethnicity",
 }

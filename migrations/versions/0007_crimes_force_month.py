@@ -18,9 +18,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute(
-        "CREATE INDEX crimes_force_month_idx ON crimes (force_code, month) WHERE crime_id IS NOT NULL"
-    )
+    op.execute("CREATE INDEX crimes_force_month_idx ON crimes (force_code, month) WHERE crime_id IS NOT NULL")
 
 
 def downgrade() -> None:

@@ -1,0 +1,216 @@
+"""Analysis endpoints: each returns JSON with intervals, caveats, suppression markers and method metadata.
+
+The layers are computed in ``harm_index``; this module reads parameters, chooses the disclosure rule
+for the caller, and serialises the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from app.auth import Principal, Role
+from app.deps import ConnectionDep, PrincipalDep, SettingsDep
+from app.validators import ForceCodeQuery
+from harm_index.demand import PersistentRule, call_demand
+from harm_index.disclosure import Disclosure
+from harm_index.disparity import stop_search_disparity
+from harm_index.exposure import harm_exposure
+from harm_index.hotspots import hotspots
+from harm_index.periods import Period, named_periods, parse_period
+from harm_index.summary import area_summary
+from harm_index.trauma import TraumaConfig, trauma_scores
+from harm_index.weights import load_scheme
+from harmmap import __version__
+from harmmap.errors import InvalidParameterError
+from harmmap.settings import Settings
+
+router = APIRouter(tags=["analysis"])
+
+PeriodQuery = Annotated[
+    str | None, Query(max_length=40, description="e.g. 2019-04..2020-03, FY2019/20, covid")
+]
+SchemeQuery = Annotated[str, Query(max_length=60, pattern=r"^[A-Za-z0-9_.-]+$")]
+Level = Annotated[str, Query(max_length=20, pattern=r"^[a-z0-9_]+$")]
+
+
+def _period(settings: Settings, value: str | None, parameter: str = "period") -> Period:
+    named = named_periods(
+        settings.baseline_start, settings.baseline_end, settings.covid_start, settings.covid_end
+    )
+    return parse_period(value, named, parameter) if value else named.baseline
+
+
+def _disclosure(settings: Settings, principal: Principal, force_code: str | None) -> Disclosure:
+    # Only an analyst looking at their own force sees unsuppressed counts.
+    own = principal.role == Role.ANALYST and force_code is not None and principal.force_code == force_code
+    return Disclosure(settings.disclosure_threshold, active=not own)
+
+
+def _required_force(force: str | None) -> str:
+    if force is None:
+        raise InvalidParameterError("force", "a force GSS code is required, e.g. E23000030")
+    return force
+
+
+def _json(result: Any, **meta: Any) -> Response:
+    def default(value: object) -> object:
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return dataclasses.asdict(value)
+        raise TypeError(type(value).__name__)
+
+    body = (
+        dataclasses.asdict(result)
+        if dataclasses.is_dataclass(result) and not isinstance(result, type)
+        else dict(result)
+    )
+    body["metadata"] = {"service_version": __version__, **meta}
+    return Response(json.dumps(body, default=default, separators=(",", ":")), media_type="application/json")
+
+
+@router.get("/areas/{code}/summary", summary="An area's monthly harm by category, against the baseline")
+def summary(
+    code: str,
+    conn: ConnectionDep,
+    settings: SettingsDep,
+    _principal: PrincipalDep,
+    level: Level = "ward",
+    period: PeriodQuery = None,
+    baseline: PeriodQuery = None,
+    scheme: SchemeQuery = "ons-css",
+) -> Response:
+    """Month by month over ``period`` (default: the baseline) against ``baseline`` (default: the baseline)."""
+    if len(code) > 12 or not code.isalnum():
+        raise InvalidParameterError("code", f"{code[:40]!r} is not a GSS code")
+    result = area_summary(
+        conn,
+        level=level,
+        code=code.upper(),
+        period=_period(settings, period),
+        baseline=_period(settings, baseline, "baseline"),
+        scheme=load_scheme(conn, scheme),
+        disclosure=Disclosure(settings.disclosure_threshold),
+    )
+    return _json(
+        result, population_source=None, disclosure=Disclosure(settings.disclosure_threshold).describe()
+    )
+
+
+@router.get("/disproportionality", summary="Stop-and-search rates and ratios by ethnic group")
+def disproportionality(
+    conn: ConnectionDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    force: ForceCodeQuery = None,
+    level: Level = "force",
+    period: PeriodQuery = None,
+    ethnicity: Annotated[str, Query(pattern="^(self|officer)$")] = "self",
+    legislation: Annotated[list[str] | None, Query(max_length=40)] = None,
+) -> Response:
+    """Searches per 1,000 residents by group and the ratio against White (Katz 95% CI)."""
+    code = _required_force(force)
+    disclosure = _disclosure(settings, principal, code)
+    result = stop_search_disparity(
+        conn,
+        level=level,
+        force_code=code,
+        period=_period(settings, period),
+        basis=ethnicity,
+        legislation=legislation,
+        disclosure=disclosure,
+    )
+    return _json(result, disclosure=disclosure.describe())
+
+
+@router.get("/exposure", summary="Area-level harm exposure by ethnic group")
+def exposure(
+    conn: ConnectionDep,
+    settings: SettingsDep,
+    _principal: PrincipalDep,
+    force: ForceCodeQuery = None,
+    level: Level = "force",
+    period: PeriodQuery = None,
+    scheme: SchemeQuery = "ons-css",
+) -> Response:
+    """Resident-weighted mean LSOA harm rate for each group, and the Black/White exposure ratio."""
+    result = harm_exposure(
+        conn,
+        level=level,
+        force_code=_required_force(force),
+        period=_period(settings, period),
+        scheme=load_scheme(conn, scheme),
+    )
+    return _json(result)
+
+
+@router.get("/calls", summary="Calls-for-service demand, with and without persistent callers")
+def calls(
+    conn: ConnectionDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    force: ForceCodeQuery = None,
+    level: Level = "ward",
+    period: PeriodQuery = None,
+) -> Response:
+    """Calls per 1,000 residents by closing-code group; synthetic data is marked."""
+    code = _required_force(force)
+    disclosure = _disclosure(settings, principal, code)
+    rule = PersistentRule(settings.persistent_min_calls, settings.persistent_window_days)
+    result = call_demand(
+        conn, level=level, force_code=code, period=_period(settings, period), rule=rule, disclosure=disclosure
+    )
+    return _json(result, disclosure=disclosure.describe())
+
+
+@router.get("/trauma-scores", summary="Community trauma score (IMD method)")
+def trauma(
+    conn: ConnectionDep,
+    settings: SettingsDep,
+    _principal: PrincipalDep,
+    force: ForceCodeQuery = None,
+    level: Level = "ward",
+    period: PeriodQuery = None,
+    scheme: SchemeQuery = "ons-css",
+) -> Response:
+    """Score, rank, decile and each domain's contribution, with sensitivity and the config version."""
+    config = TraumaConfig(settings.trauma_weights)
+    rule = PersistentRule(settings.persistent_min_calls, settings.persistent_window_days)
+    result = trauma_scores(
+        conn,
+        level=level,
+        force_code=_required_force(force),
+        period=_period(settings, period),
+        scheme=load_scheme(conn, scheme),
+        config=config,
+        rule=rule,
+    )
+    return _json(result, config_version=config.version)
+
+
+@router.get("/hotspots", summary="Getis-Ord Gi* and local Moran's I hot spots of harm")
+def hot_spots(
+    conn: ConnectionDep,
+    settings: SettingsDep,
+    _principal: PrincipalDep,
+    force: ForceCodeQuery = None,
+    level: Level = "ward",
+    period: PeriodQuery = None,
+    scheme: SchemeQuery = "ons-css",
+    permutations: Annotated[int, Query(ge=99, le=9999)] = 999,
+) -> Response:
+    """FDR-controlled hot and cold spots and cluster classes; areas without neighbours are not tested."""
+    result = hotspots(
+        conn,
+        level=level,
+        force_code=_required_force(force),
+        period=_period(settings, period),
+        scheme=load_scheme(conn, scheme),
+        permutations=permutations,
+    )
+    return _json(result)

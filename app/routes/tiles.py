@@ -1,0 +1,130 @@
+"""Vector tiles (``/tiles/{collection}/{z}/{x}/{y}.mvt``) and their TileJSON.
+
+Tiles carry harm for the analysis parameters, computed from the aggregate; their ETag names the data
+version, so a re-ingest or a boundary reload changes it and caches revalidate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, Response
+
+from app.deps import ConnectionDep, PrincipalDep, SettingsDep
+from geo import collections as geo_collections
+from geo import tiles
+from geo.versions import store_version
+from harm_index.disclosure import Disclosure
+from harm_index.features import METRICS, VALUE_TABLES, area_values
+from harm_index.periods import named_periods, parse_period
+from harm_index.weights import load_scheme
+from harmmap.errors import InvalidParameterError
+
+router = APIRouter(tags=["tiles"])
+MVT = "application/vnd.mapbox-vector-tile"
+CACHE_CONTROL = "public, max-age=300, stale-while-revalidate=60"
+
+Zoom = Annotated[int, Path(ge=tiles.MIN_ZOOM, le=tiles.MAX_ZOOM, description="Zoom level")]
+Column = Annotated[int, Path(ge=0, le=(1 << tiles.MAX_ZOOM) - 1, description="Tile column")]
+
+
+@router.get(
+    "/tiles/{collectionId}/{z}/{x}/{y}.mvt",
+    summary="A vector tile of a collection, with harm",
+    responses={200: {"content": {MVT: {}}, "description": "Mapbox vector tile"}},
+)
+def get_tile(
+    collectionId: str,  # noqa: N803 - the path parameter name used across the API
+    z: Zoom,
+    x: Column,
+    y: Column,
+    request: Request,
+    conn: ConnectionDep,
+    settings: SettingsDep,
+    _principal: PrincipalDep,
+    period: Annotated[str | None, Query(max_length=40)] = None,
+    scheme: Annotated[str, Query(max_length=60, pattern=r"^[A-Za-z0-9_.-]+$")] = "ons-css",
+    metric: Annotated[str, Query(description=f"one of {', '.join(METRICS)}")] = "harm_rate",
+) -> Response:
+    """One tile; 204 when it holds nothing."""
+    coll = geo_collections.collection(collectionId)
+    tiles.check_tile(z, x, y)
+    named = named_periods(
+        settings.baseline_start, settings.baseline_end, settings.covid_start, settings.covid_end
+    )
+    chosen = parse_period(period, named, "period") if period else named.baseline
+    etag = (
+        '"'
+        + hashlib.sha256(
+            "|".join(
+                [
+                    store_version(conn, *VALUE_TABLES),
+                    coll.id,
+                    str(z),
+                    str(x),
+                    str(y),
+                    chosen.label,
+                    scheme,
+                    metric,
+                ]
+            ).encode()
+        ).hexdigest()[:32]
+        + '"'
+    )
+    headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    values = area_values(
+        conn,
+        coll,
+        period=chosen,
+        scheme=load_scheme(conn, scheme),
+        metric=metric,
+        disclosure=Disclosure(settings.disclosure_threshold),
+    )
+    body = tiles.render(conn, coll, z, x, y, values.metrics)
+    if not body:
+        return Response(status_code=204, headers=headers)
+    return Response(body, media_type=MVT, headers=headers)
+
+
+@router.get("/tiles/{collectionId}/tilejson.json", summary="TileJSON for a collection's tiles")
+def tilejson(
+    collectionId: str,  # noqa: N803
+    request: Request,
+    conn: ConnectionDep,
+    _principal: PrincipalDep,
+    period: Annotated[str | None, Query(max_length=40)] = None,
+    metric: Annotated[str, Query(description=f"one of {', '.join(METRICS)}")] = "harm_rate",
+) -> dict[str, Any]:
+    """TileJSON 3.0.0: the tile URL, zoom range, bounds and the layer's fields."""
+    coll = geo_collections.collection(collectionId)
+    if metric not in METRICS:
+        raise InvalidParameterError("metric", f"{metric!r} is not a metric", allowed=list(METRICS))
+    base = str(request.base_url).rstrip("/")
+    query = "&".join(f"{k}={v}" for k, v in (("period", period), ("metric", metric)) if v)
+    bounds = geo_collections.extent(conn, coll) or [-180.0, -85.0, 180.0, 85.0]
+    return {
+        "tilejson": "3.0.0",
+        "name": coll.title,
+        "description": coll.description,
+        "attribution": "Contains OS data © Crown copyright and database right; ONS and police.uk data under "
+        "the Open Government Licence v3.0",
+        "tiles": [f"{base}/tiles/{coll.id}/{{z}}/{{x}}/{{y}}.mvt" + (f"?{query}" if query else "")],
+        "minzoom": tiles.MIN_ZOOM,
+        "maxzoom": tiles.MAX_ZOOM,
+        "bounds": bounds,
+        "vector_layers": [
+            {
+                "id": coll.id,
+                "fields": {
+                    "code": "String",
+                    "name": "String",
+                    **dict.fromkeys(tiles.TILE_ATTRIBUTES, "Number"),
+                },
+                "minzoom": tiles.MIN_ZOOM,
+                "maxzoom": tiles.MAX_ZOOM,
+            }
+        ],
+    }
