@@ -338,11 +338,25 @@ def load_scheme(conn: Connection, name: str, version: str | None = None) -> Sche
         raise NotFoundError(
             f"no weight scheme {wanted}; loaded schemes: {', '.join(known) or 'none'}", parameter="scheme"
         )
-    weights = [
-        Weight(r.key_kind, r.key, float(r.weight), r.description, r.derivation)
-        for r in conn.execute(
-            text("SELECT key_kind, key, weight, description, derivation FROM weights WHERE scheme_id = :id"),
-            {"id": row.id},
-        )
-    ]
-    return Scheme(row.name, row.version, row.method, row.caveat, row.source, row.sha256, weights)
+    # A stored scheme version never changes (store_scheme refuses different weights under it), so its
+    # weights are read once per process; the key carries the content hash as well as the row.
+    key = (row.id, row.name, row.version, row.sha256)
+    cached = _SCHEMES.get(key)
+    if cached is None:
+        weights = [
+            Weight(r.key_kind, r.key, float(r.weight), r.description, r.derivation)
+            for r in conn.execute(
+                text(
+                    "SELECT key_kind, key, weight, description, derivation FROM weights WHERE scheme_id = :id"
+                ),
+                {"id": row.id},
+            )
+        ]
+        cached = Scheme(row.name, row.version, row.method, row.caveat, row.source, row.sha256, weights)
+        if len(_SCHEMES) > 32:
+            _SCHEMES.clear()
+        _SCHEMES[key] = cached
+    return cached
+
+
+_SCHEMES: dict[tuple[object, ...], Scheme] = {}
