@@ -74,6 +74,7 @@ def main() -> None:
     # Autovacuum does this after bulk inserts; done here so the timing does not depend on when it ran.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM (ANALYZE) harm_counts"))
+        conn.execute(text("VACUUM (ANALYZE) harm_totals"))
     with engine.connect() as conn:
         incidents = conn.execute(text("SELECT count(*) FROM crimes")).scalar_one()
         aggregate_rows = conn.execute(text("SELECT count(*) FROM harm_counts")).scalar_one()

@@ -255,12 +255,15 @@ def _counts(
     if period is None:
         return {}
     spans = period.spans()
+    # Census geographies read the totals over batches; H3 cells (not kept there) sum their batches.
+    table = "harm_counts" if level.startswith("h3") else "harm_totals"
     # Integer keys only: area ids and key ids are named from per-version caches, not joined per query.
     rows = conn.execute(
         text(
-            """
+            # table is one of two fixed names chosen above
+            f"""
             SELECT h.area, h.key_id, sum(h.incidents) AS n
-            FROM harm_totals h
+            FROM {table} h
             JOIN unnest(CAST(:spans AS smallint[]), CAST(:starts AS date[])) AS p (span, start)
               ON h.span = p.span AND h.period_start = p.start
             WHERE h.source = (SELECT id FROM harm_sources WHERE name = :source)

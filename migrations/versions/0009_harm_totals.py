@@ -1,5 +1,8 @@
 """harm_totals: the aggregate summed over batches, which queries read.
 
+Census geographies only (levels 1-5): H3 cells are as many as the incidents at res 10, so summing
+their batches adds little, and upserting them cost most of a load (bench/); H3 reads harm_counts.
+
 harm_counts keeps each batch's own counts (so a batch can be taken out again); police.uk arrives one
 force-month per file, so a year span of a force is spread over twelve or more batches, and a query over
 harm_counts sums them all again. harm_totals holds one row per (source, force, level, span, period,
@@ -49,7 +52,7 @@ def upgrade() -> None:
         CREATE FUNCTION harm_totals_add(batch integer) RETURNS bigint LANGUAGE sql AS $$
             WITH added AS (
                 INSERT INTO harm_totals ({KEY}, incidents)
-                SELECT {KEY}, sum(incidents) FROM harm_counts WHERE batch_id = batch
+                SELECT {KEY}, sum(incidents) FROM harm_counts WHERE batch_id = batch AND level <= 5
                 GROUP BY {KEY}
                 ORDER BY {KEY}
                 ON CONFLICT ({KEY}) DO UPDATE SET incidents = harm_totals.incidents + excluded.incidents
@@ -59,7 +62,10 @@ def upgrade() -> None:
         $$
         """
     )
-    op.execute(f"INSERT INTO harm_totals SELECT {KEY}, sum(incidents) FROM harm_counts GROUP BY {KEY}")
+    op.execute(
+        f"INSERT INTO harm_totals SELECT {KEY}, sum(incidents) FROM harm_counts WHERE level <= 5 "
+        f"GROUP BY {KEY}"
+    )
     # Tiles and cached harm values are keyed on this version, so a re-ingest changes their ETag.
     op.execute("INSERT INTO store_versions (name) VALUES ('harm_totals')")
     op.execute(
@@ -73,6 +79,7 @@ def upgrade() -> None:
             WITH gone_counts AS (
                 SELECT {KEY_H}, sum(h.incidents) AS n
                 FROM harm_counts h JOIN gone g ON h.batch_id = g.id
+                WHERE h.level <= 5
                 GROUP BY {KEY_H}
             ), lowered AS (
                 UPDATE harm_totals t SET incidents = t.incidents - c.n
