@@ -136,9 +136,10 @@ def disparity(
         [
             *(
                 f"{u['name'] or u['code']}: {u['not_stated']} not stated, {u['vehicle_only']} vehicle-only "
-                f"searches; B/W ratio {u['black_white_ratio_if_not_stated_all_white'] or '-'} to "
-                f"{u['black_white_ratio_if_not_stated_all_black'] or '-'} if the not-stated were all White / "
-                "all Black"
+                f"searches; Black/White ratio {_number(u['black_white_ratio'])}, between "
+                f"{_number(u['black_white_ratio_if_not_stated_all_white'])} and "
+                f"{_number(u['black_white_ratio_if_not_stated_all_black'])} if the not-stated were all "
+                "White or all Black"
                 for u in result.unassigned[:5]
             ),
             *result.caveats,
