@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from harmmap.errors import (
     DatabaseUnavailableError,
     DataFileError,
+    ForbiddenError,
     HarmmapError,
     InvalidParameterError,
     NotFoundError,
@@ -34,6 +35,7 @@ RETRY_AFTER_S = "5"
 # Domain error class -> (HTTP status, problem type slug). Most specific first.
 STATUS: list[tuple[type[HarmmapError], int, str]] = [
     (NotFoundError, 404, "not-found"),
+    (ForbiddenError, 403, "forbidden"),
     (InvalidParameterError, 422, "invalid-parameter"),
     (DataFileError, 422, "bad-input-file"),
     (DatabaseUnavailableError, 503, "database-unavailable"),

@@ -30,6 +30,16 @@ class NotFoundError(HarmmapError, LookupError):
         self.parameter = parameter
 
 
+class ForbiddenError(HarmmapError, PermissionError):
+    """The caller may not see this: restricted records outside their role or force."""
+
+    title = "Forbidden"
+
+    def __init__(self, detail: str, *, parameter: str | None = None) -> None:
+        super().__init__(detail)
+        self.parameter = parameter
+
+
 class InvalidParameterError(HarmmapError, ValueError):
     """A request or command parameter that is malformed or outside its allowed values."""
 

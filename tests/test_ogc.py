@@ -10,7 +10,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -323,3 +323,45 @@ def test_bad_tile_addresses_name_the_part(
     response = client.get(path)
     assert response.status_code in (404, 422)
     assert response.json()["parameter"] == parameter
+
+
+@pytest.fixture
+def as_analyst(client: TestClient) -> Iterator[Callable[[str | None], None]]:
+    """Make the client's requests act for an analyst of a force (authentication arrives in [7/7])."""
+    from app.auth import Principal, Role, get_principal
+
+    app = client.app
+
+    def become(force: str | None) -> None:
+        principal = Principal("test-analyst", Role.ANALYST, force) if force else Principal.anonymous()
+        app.dependency_overrides[get_principal] = lambda: principal  # type: ignore[attr-defined]
+
+    yield become
+    app.dependency_overrides.pop(get_principal, None)  # type: ignore[attr-defined]
+
+
+def test_record_collections_only_for_an_analyst_of_the_force(
+    client: TestClient, loaded: Scheme, as_analyst: Callable[[str | None], None]
+) -> None:
+    # Public: not listed, and refused outright.
+    ids = [c["id"] for c in client.get("/collections").json()["collections"]]
+    assert "incidents" not in ids
+    problem(client.get("/collections/incidents/items"), 403, "collectionId")
+    problem(client.get("/collections/incidents"), 403, "collectionId")
+    # A Hampshire analyst sees Hampshire's points, and nobody else's.
+    as_analyst(HAMPSHIRE)
+    ids = [c["id"] for c in client.get("/collections").json()["collections"]]
+    assert {"incidents", "stop-searches"} <= set(ids)
+    body = client.get("/collections/incidents/items", params={"period": DECEMBER, "limit": 20}).json()
+    assert body["numberMatched"] > 10_000 and body["numberReturned"] == 20
+    assert body["harmmap"]["classification"] == "OFFICIAL-SENSITIVE"
+    assert all(f["geometry"]["type"] == "Point" for f in body["features"])
+    assert any(link["rel"] == "next" for link in body["links"])
+    problem(
+        client.get("/collections/incidents/items", params={"force": "E23000014", "period": DECEMBER}),
+        403,
+        "force",
+    )
+    as_analyst("E23000014")
+    west = client.get("/collections/incidents/items", params={"period": DECEMBER}).json()
+    assert west["numberMatched"] == 0

@@ -15,15 +15,17 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 
+from app.auth import Principal, Role
 from app.deps import ConnectionDep, PrincipalDep, SettingsDep
 from app.routes.geojson import GEOJSON, geojson_responses
 from app.validators import ForceCodeQuery
 from geo import collections as geo_collections
+from geo.records import RECORD_COLLECTIONS, RecordCollection, record_page
 from harm_index.disclosure import Disclosure
 from harm_index.features import METRICS, FeaturePage, feature_page
 from harm_index.periods import named_periods, parse_period
 from harm_index.weights import load_scheme
-from harmmap.errors import InvalidParameterError, NotFoundError
+from harmmap.errors import ForbiddenError, InvalidParameterError, NotFoundError
 from harmmap.settings import Settings
 
 router = APIRouter(tags=["OGC API - Features"])
@@ -111,13 +113,45 @@ def _collection_doc(request: Request, conn: Any, coll: geo_collections.Collectio
     }
 
 
-@router.get("/collections", summary="Feature collections")
-def list_collections(request: Request, conn: ConnectionDep, _principal: PrincipalDep) -> dict[str, Any]:
-    """Every published collection."""
+def _record_access(principal: Principal, force: str | None) -> str:
+    """The force whose records the caller may read; ForbiddenError for anyone else."""
+    if principal.role != Role.ANALYST or principal.force_code is None:
+        raise ForbiddenError(
+            "record-level data is OFFICIAL-SENSITIVE: only an analyst of the force may see it",
+            parameter="collectionId",
+        )
+    if force is not None and force != principal.force_code:
+        raise ForbiddenError(
+            f"an analyst of {principal.force_code} may not see {force}'s records", parameter="force"
+        )
+    return principal.force_code
+
+
+def _record_doc(request: Request, coll: RecordCollection) -> dict[str, Any]:
     base = _base(request)
     return {
+        "id": coll.id,
+        "title": coll.title,
+        "description": coll.description + " OFFICIAL-SENSITIVE: your force's records only.",
+        "itemType": "feature",
+        "crs": list(geo_collections.SUPPORTED_CRS),
+        "links": [
+            {"href": f"{base}/collections/{coll.id}", "rel": "self", "type": "application/json"},
+            {"href": f"{base}/collections/{coll.id}/items", "rel": "items", "type": GEOJSON},
+        ],
+    }
+
+
+@router.get("/collections", summary="Feature collections")
+def list_collections(request: Request, conn: ConnectionDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Every collection the caller may read (record-level ones only for an analyst of a force)."""
+    base = _base(request)
+    docs = [_collection_doc(request, conn, c) for c in geo_collections.COLLECTIONS.values()]
+    if principal.role == Role.ANALYST and principal.force_code is not None:
+        docs += [_record_doc(request, c) for c in RECORD_COLLECTIONS.values()]
+    return {
         "links": [{"href": f"{base}/collections", "rel": "self", "type": "application/json"}],
-        "collections": [_collection_doc(request, conn, c) for c in geo_collections.COLLECTIONS.values()],
+        "collections": docs,
     }
 
 
@@ -126,9 +160,12 @@ def get_collection(
     collectionId: str,  # noqa: N803 - the OGC API path parameter name
     request: Request,
     conn: ConnectionDep,
-    _principal: PrincipalDep,
+    principal: PrincipalDep,
 ) -> dict[str, Any]:
     """A collection's description and links."""
+    if collectionId in RECORD_COLLECTIONS:
+        _record_access(principal, None)
+        return _record_doc(request, RECORD_COLLECTIONS[collectionId])
     return _collection_doc(request, conn, geo_collections.collection(collectionId))
 
 
@@ -223,7 +260,7 @@ def get_items(
     request: Request,
     conn: ConnectionDep,
     settings: SettingsDep,
-    _principal: PrincipalDep,
+    principal: PrincipalDep,
     bbox: Annotated[str | None, Query(max_length=200, description="minx,miny,maxx,maxy")] = None,
     bbox_crs: Annotated[str | None, Query(alias="bbox-crs", max_length=100)] = None,
     limit: Limit = geo_collections.DEFAULT_LIMIT,
@@ -242,6 +279,21 @@ def get_items(
     metric: Annotated[str, Query(description=f"one of {', '.join(METRICS)}")] = "harm_rate",
 ) -> Response:
     """A page of features with harm for the analysis parameters (default: the baseline, ONS CSS)."""
+    if collectionId in RECORD_COLLECTIONS:
+        return _record_items(
+            request,
+            conn,
+            settings,
+            principal,
+            RECORD_COLLECTIONS[collectionId],
+            force=force,
+            bbox=bbox,
+            bbox_crs=bbox_crs,
+            crs=crs,
+            period=period,
+            limit=limit,
+            offset=offset,
+        )
     page, out_crs = _items(
         request,
         conn,
@@ -345,6 +397,53 @@ def get_item(
     return Response(
         json.dumps(feature, separators=(",", ":")), media_type=GEOJSON, headers=_crs_header(out_crs)
     )
+
+
+def _record_items(
+    request: Request,
+    conn: Any,
+    settings: Settings,
+    principal: Principal,
+    coll: RecordCollection,
+    *,
+    force: str | None,
+    bbox: str | None,
+    bbox_crs: str | None,
+    crs: str | None,
+    period: str | None,
+    limit: int,
+    offset: int,
+) -> Response:
+    code = _record_access(principal, force)
+    out_crs = geo_collections.parse_crs(crs)
+    box = geo_collections.parse_bbox(bbox, geo_collections.parse_crs(bbox_crs, "bbox-crs"))
+    named = named_periods(
+        settings.baseline_start, settings.baseline_end, settings.covid_start, settings.covid_end
+    )
+    chosen = parse_period(period, named, "period") if period else named.baseline
+    features, matched = record_page(
+        conn, coll, force_code=code, period=chosen, crs=out_crs, limit=limit, offset=offset, bbox=box
+    )
+    base = f"{_base(request)}/collections/{coll.id}/items"
+    query = {k: v for k, v in request.query_params.items() if k != "offset"}
+    links = [{"href": f"{base}?{urlencode({**query, 'offset': offset})}", "rel": "self", "type": GEOJSON}]
+    if offset + limit < matched:
+        links.append(
+            {
+                "href": f"{base}?{urlencode({**query, 'offset': offset + limit})}",
+                "rel": "next",
+                "type": GEOJSON,
+            }
+        )
+    body = {
+        "type": "FeatureCollection",
+        "numberMatched": matched,
+        "numberReturned": len(features),
+        "links": links,
+        "harmmap": {"classification": "OFFICIAL-SENSITIVE", "force": code, "period": chosen.label},
+        "features": features,
+    }
+    return Response(json.dumps(body, separators=(",", ":")), media_type=GEOJSON, headers=_crs_header(out_crs))
 
 
 def _metadata(page: FeaturePage) -> dict[str, Any]:
