@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
+from scipy import sparse, stats
 
 ALPHA = 0.05
 PER = 1000.0
@@ -195,20 +195,27 @@ def empirical_bayes_spatial(
     """
     e = np.asarray(events, dtype=float)
     b = np.asarray(base, dtype=float)
-    out = np.empty(len(e))
-    for i, near in enumerate(neighbours):
-        hood = np.array(sorted({i, *near}))
-        eb, bb = e[hood], b[hood]
-        if bb.sum() <= 0:
-            out[i] = np.nan
-            continue
-        theta = eb.sum() / bb.sum()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = np.where(bb > 0, eb / bb, theta)
-        s2 = np.sum(bb * (r - theta) ** 2) / bb.sum() - theta / bb.mean()
-        own = e[i] / b[i] if b[i] > 0 else theta
-        weight = s2 / (s2 + theta / b[i]) if s2 > 0 and b[i] > 0 else 0.0
-        out[i] = weight * own + (1 - weight) * theta
+    n = len(e)
+    # One sparse neighbourhood matrix (each area with itself) turns every neighbourhood sum into a product.
+    rows = np.concatenate([np.arange(n), *(np.full(len(near), i) for i, near in enumerate(neighbours))])
+    cols = np.concatenate([np.arange(n), *(np.asarray(near, dtype=int) for near in neighbours)])
+    hood = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    hood.sum_duplicates()
+    hood.data[:] = 1.0  # an area listed as its own neighbour still counts once
+    e_sum, b_sum, size = hood @ e, hood @ b, np.asarray(hood.sum(axis=1)).ravel()
+    out = np.full(n, np.nan)
+    ok = b_sum > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        theta = np.where(ok, e_sum / b_sum, np.nan)
+        r = np.where(b > 0, e / b, np.nan)
+        # sum_N b_j (r_j - theta_i)^2 expanded; areas with b_j = 0 add nothing to any of the three sums.
+        br = np.where(b > 0, b * r, 0.0)
+        brr = np.where(b > 0, b * r * r, 0.0)
+        spread = hood @ brr - 2 * theta * (hood @ br) + theta**2 * b_sum
+        s2 = spread / b_sum - theta / (b_sum / size)
+        own = np.where(b > 0, r, theta)
+        weight = np.where((s2 > 0) & (b > 0), s2 / (s2 + theta / b), 0.0)
+        out[ok] = (weight * own + (1 - weight) * theta)[ok]
     return out
 
 

@@ -144,3 +144,28 @@ def test_vectorised_intervals_match_the_scalar_ones() -> None:
     low, high = harm_gamma_intervals(harms, variances, means)
     expected = [harm_gamma_interval(h, v, m) for h, v, m in zip(harms, variances, means, strict=True)]
     assert_allclose(np.column_stack([low, high]), expected, rtol=TIGHT)
+
+
+def test_spatial_empirical_bayes_matches_the_formula_area_by_area() -> None:
+    """The vectorised estimator against Marshall's formula written out for each neighbourhood."""
+    from harm_index.stats import empirical_bayes_spatial
+
+    rng = np.random.default_rng(4)
+    base = rng.integers(0, 5000, 40).astype(float)
+    base[[3, 17]] = 0.0
+    events = rng.poisson(base * 0.02).astype(float)
+    hoods = [
+        sorted({int(j) for j in rng.choice(40, 4, replace=False)} | ({i} if i % 7 == 0 else set()))
+        for i in range(40)
+    ]
+    expected = []
+    for i, near in enumerate(hoods):
+        idx = np.array(sorted({i, *near}))
+        e, b = events[idx], base[idx]
+        theta = e.sum() / b.sum()
+        r = np.where(b > 0, e / np.where(b > 0, b, 1), theta)
+        s2 = np.sum(b * (r - theta) ** 2) / b.sum() - theta / b.mean()
+        own = events[i] / base[i] if base[i] > 0 else theta
+        w = s2 / (s2 + theta / base[i]) if s2 > 0 and base[i] > 0 else 0.0
+        expected.append(w * own + (1 - w) * theta)
+    assert np.allclose(empirical_bayes_spatial(events, base, hoods), expected, rtol=1e-12)
