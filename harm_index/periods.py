@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
 from harmmap.errors import InvalidParameterError
 
@@ -147,3 +148,25 @@ def named_periods(
         ),
         covid=Period(c_start, c_end, f"COVID restrictions {c_start:%b %Y} - {c_end:%b %Y}"),
     )
+
+
+class PeriodSettings(Protocol):
+    """The settings fields the named periods are built from (``harmmap.settings.Settings``)."""
+
+    baseline_start: str
+    baseline_end: str
+    covid_start: str
+    covid_end: str
+
+
+def configured_periods(settings: PeriodSettings) -> NamedPeriods:
+    """The named periods as the settings configure them."""
+    return named_periods(
+        settings.baseline_start, settings.baseline_end, settings.covid_start, settings.covid_end
+    )
+
+
+def period_or_baseline(settings: PeriodSettings, value: str | None, parameter: str = "period") -> Period:
+    """``value`` parsed as a period (``parameter`` names it in errors), or the configured baseline."""
+    named = configured_periods(settings)
+    return parse_period(value, named, parameter) if value else named.baseline

@@ -501,7 +501,7 @@ def harm(
     from rich.console import Console
     from rich.table import Table
 
-    from harm_index.periods import named_periods, parse_period
+    from harm_index.periods import configured_periods, parse_period
     from harm_index.scores import area_harm
     from harm_index.weights import load_scheme
 
@@ -509,11 +509,8 @@ def harm(
     code = _force_code(force)
     engine = db.create_db_engine(settings)
     try:
-        named = named_periods(
-            settings.baseline_start, settings.baseline_end, settings.covid_start, settings.covid_end
-        )
         chosen = resolve_period(settings, start, end, period)
-        compare = parse_period(against, named, "--against") if against else None
+        compare = parse_period(against, configured_periods(settings), "--against") if against else None
         with engine.connect() as conn:
             result = area_harm(
                 conn,

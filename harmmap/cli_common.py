@@ -45,11 +45,9 @@ def force_code(value: str) -> str:
 
 def resolve_period(settings: Settings, start: str | None, end: str | None, period: str | None) -> Period:
     """``--period`` if given, else ``--from``/``--to``, each defaulting to the configured baseline."""
-    from harm_index.periods import Period, month, named_periods, parse_period
+    from harm_index.periods import Period, configured_periods, month, parse_period
 
-    named = named_periods(
-        settings.baseline_start, settings.baseline_end, settings.covid_start, settings.covid_end
-    )
+    named = configured_periods(settings)
     if period:
         return parse_period(period, named)
     first = month(start, "--from") if start else named.baseline.start

@@ -21,7 +21,7 @@ from harm_index.disclosure import Disclosure
 from harm_index.disparity import stop_search_disparity
 from harm_index.exposure import harm_exposure
 from harm_index.hotspots import hotspots
-from harm_index.periods import Period, named_periods, parse_period
+from harm_index.periods import period_or_baseline
 from harm_index.summary import area_summary
 from harm_index.trauma import TraumaConfig, trauma_scores
 from harm_index.weights import load_scheme
@@ -36,13 +36,6 @@ PeriodQuery = Annotated[
 ]
 SchemeQuery = Annotated[str, Query(max_length=60, pattern=r"^[A-Za-z0-9_.-]+$")]
 Level = Annotated[str, Query(max_length=20, pattern=r"^[a-z0-9_]+$")]
-
-
-def _period(settings: Settings, value: str | None, parameter: str = "period") -> Period:
-    named = named_periods(
-        settings.baseline_start, settings.baseline_end, settings.covid_start, settings.covid_end
-    )
-    return parse_period(value, named, parameter) if value else named.baseline
 
 
 def _disclosure(settings: Settings, principal: Principal, force_code: str | None) -> Disclosure:
@@ -92,8 +85,8 @@ def summary(
         conn,
         level=level,
         code=code.upper(),
-        period=_period(settings, period),
-        baseline=_period(settings, baseline, "baseline"),
+        period=period_or_baseline(settings, period),
+        baseline=period_or_baseline(settings, baseline, "baseline"),
         scheme=load_scheme(conn, scheme),
         disclosure=Disclosure(settings.disclosure_threshold),
     )
@@ -120,7 +113,7 @@ def disproportionality(
         conn,
         level=level,
         force_code=code,
-        period=_period(settings, period),
+        period=period_or_baseline(settings, period),
         basis=ethnicity,
         legislation=legislation,
         disclosure=disclosure,
@@ -143,7 +136,7 @@ def exposure(
         conn,
         level=level,
         force_code=_required_force(force),
-        period=_period(settings, period),
+        period=period_or_baseline(settings, period),
         scheme=load_scheme(conn, scheme),
     )
     return _json(result)
@@ -163,7 +156,12 @@ def calls(
     disclosure = _disclosure(settings, principal, code)
     rule = PersistentRule(settings.persistent_min_calls, settings.persistent_window_days)
     result = call_demand(
-        conn, level=level, force_code=code, period=_period(settings, period), rule=rule, disclosure=disclosure
+        conn,
+        level=level,
+        force_code=code,
+        period=period_or_baseline(settings, period),
+        rule=rule,
+        disclosure=disclosure,
     )
     return _json(result, disclosure=disclosure.describe())
 
@@ -185,7 +183,7 @@ def trauma(
         conn,
         level=level,
         force_code=_required_force(force),
-        period=_period(settings, period),
+        period=period_or_baseline(settings, period),
         scheme=load_scheme(conn, scheme),
         config=config,
         rule=rule,
@@ -209,7 +207,7 @@ def hot_spots(
         conn,
         level=level,
         force_code=_required_force(force),
-        period=_period(settings, period),
+        period=period_or_baseline(settings, period),
         scheme=load_scheme(conn, scheme),
         permutations=permutations,
     )

@@ -23,7 +23,7 @@ from geo import collections as geo_collections
 from geo.records import RECORD_COLLECTIONS, RecordCollection, record_page
 from harm_index.disclosure import Disclosure
 from harm_index.features import METRICS, FeaturePage, feature_page
-from harm_index.periods import named_periods, parse_period
+from harm_index.periods import period_or_baseline
 from harm_index.weights import load_scheme
 from harmmap.errors import ForbiddenError, InvalidParameterError, NotFoundError
 from harmmap.settings import Settings
@@ -186,11 +186,8 @@ def _analysis(
     baseline: str | None,
     scheme: str,
 ) -> tuple[Any, Any, Any]:
-    named = named_periods(
-        settings.baseline_start, settings.baseline_end, settings.covid_start, settings.covid_end
-    )
-    chosen = parse_period(period, named, "period") if period else named.baseline
-    compare = parse_period(baseline, named, "baseline") if baseline else None
+    chosen = period_or_baseline(settings, period)
+    compare = period_or_baseline(settings, baseline, "baseline") if baseline else None
     return chosen, compare, load_scheme(conn, scheme)
 
 
@@ -417,10 +414,7 @@ def _record_items(
     code = _record_access(principal, force)
     out_crs = geo_collections.parse_crs(crs)
     box = geo_collections.parse_bbox(bbox, geo_collections.parse_crs(bbox_crs, "bbox-crs"))
-    named = named_periods(
-        settings.baseline_start, settings.baseline_end, settings.covid_start, settings.covid_end
-    )
-    chosen = parse_period(period, named, "period") if period else named.baseline
+    chosen = period_or_baseline(settings, period)
     features, matched = record_page(
         conn, coll, force_code=code, period=chosen, crs=out_crs, limit=limit, offset=offset, bbox=box
     )

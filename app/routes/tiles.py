@@ -17,7 +17,7 @@ from geo import tiles
 from geo.versions import store_version
 from harm_index.disclosure import Disclosure
 from harm_index.features import METRICS, VALUE_TABLES, area_values
-from harm_index.periods import named_periods, parse_period
+from harm_index.periods import period_or_baseline
 from harm_index.weights import load_scheme
 from harmmap.errors import InvalidParameterError
 
@@ -50,10 +50,7 @@ def get_tile(
     """One tile; 204 when it holds nothing."""
     coll = geo_collections.collection(collectionId)
     tiles.check_tile(z, x, y)
-    named = named_periods(
-        settings.baseline_start, settings.baseline_end, settings.covid_start, settings.covid_end
-    )
-    chosen = parse_period(period, named, "period") if period else named.baseline
+    chosen = period_or_baseline(settings, period)
     etag = (
         '"'
         + hashlib.sha256(
