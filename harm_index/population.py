@@ -54,12 +54,19 @@ def residents_by_group(conn: Connection, level: str, force_code: str) -> dict[st
     return dict(out)
 
 
-def area_names(conn: Connection, level: str, force_code: str) -> dict[str, str]:
-    """Names of the force's areas at a census level."""
+def area_rows(conn: Connection, level: str, force_code: str) -> list[tuple[int, str, str]]:
+    """(id, code, name) of the force's areas at a census level (the force itself for ``force``)."""
     if level == "force":
-        query = "SELECT code, name FROM areas WHERE level = 'force' AND code = :force"
+        query = "SELECT id, code, name FROM areas WHERE level = 'force' AND code = :force"
     else:
         query = (
-            "SELECT code, name FROM areas WHERE level = CAST(:level AS area_level) AND force_code = :force"
+            "SELECT id, code, name FROM areas "
+            "WHERE level = CAST(:level AS area_level) AND force_code = :force"
         )
-    return dict(conn.execute(text(query), {"level": level, "force": force_code}).all())
+    rows = conn.execute(text(query), {"level": level, "force": force_code})
+    return [(int(i), code, name) for i, code, name in rows]
+
+
+def area_names(conn: Connection, level: str, force_code: str) -> dict[str, str]:
+    """Names of the force's areas at a census level."""
+    return {code: name for _, code, name in area_rows(conn, level, force_code)}

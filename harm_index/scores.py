@@ -23,9 +23,10 @@ from sqlalchemy import Connection, text
 
 from geo.levels import AreaLevel
 from geo.neighbours import queen_neighbours
-from geo.versions import store_version
+from geo.versions import StoreVersions, store_versions
 from harm_index.categories import UNWEIGHTED_CATEGORIES
 from harm_index.periods import Period
+from harm_index.population import PARENT_COLUMN, POPULATION_SOURCE, area_rows, residents_by_group
 from harm_index.stats import (
     Ratio,
     count_intervals,
@@ -41,14 +42,6 @@ from harmmap.errors import InvalidParameterError
 
 LEVELS = ("force", "local_authority", "ward", "lsoa21", "lsoa11", "h3_7", "h3_8", "h3_9", "h3_10")
 SOURCES = {"police_uk_street": "police_uk_category", "force_offences": "ho_offence_code"}
-POPULATION_SOURCE = "Census 2021 usual residents (ONS TS021), summed from LSOA 2021"
-# Levels whose population comes from LSOA 2021 through the areas' own parent codes.
-_POPULATION_COLUMN = {
-    "lsoa21": "code",
-    "ward": "ward_code",
-    "local_authority": "lad_code",
-    "force": "force_code",
-}
 T = TypeVar("T")
 NO_POPULATION = {
     "lsoa11": "Census 2021 populations are published for 2021 LSOAs; use lsoa21 for rates",
@@ -120,10 +113,12 @@ def area_harm(
         raise InvalidParameterError("source", f"{source!r} has no harm", allowed=list(SOURCES))
     key_kind = SOURCES[source]
     weights = scheme.by_kind(key_kind)
-    counts = _counts(conn, source, force_code, level, period, categories)
-    base_counts = _counts(conn, source, force_code, level, baseline, categories) if baseline else {}
-    names = _areas(conn, level, force_code)
-    population, no_rate = _population(conn, level, force_code)
+    # One read of the reference tables' versions serves every cached lookup below.
+    versions = store_versions(conn, *REFERENCE_TABLES)
+    counts = _counts(conn, versions, source, force_code, level, period, categories)
+    base_counts = _counts(conn, versions, source, force_code, level, baseline, categories) if baseline else {}
+    names = _area_index(conn, versions, level, force_code).names
+    population, no_rate = _population(conn, versions, level, force_code)
     notes = [
         f"{label} has data in {covered} of its {p.months} months; months without data count as zero"
         for label, p, covered in (
@@ -199,7 +194,7 @@ def area_harm(
         rows.append(row)
         variances.append(harm_variance(list(weighted.values()), [weights[k] for k in weighted]))
     _intervals(rows, variances, mean_weight)
-    _smooth(rows, queen_neighbours(conn, AreaLevel(level), force_code) if level in _POPULATION_COLUMN else {})
+    _smooth(rows, queen_neighbours(conn, AreaLevel(level), force_code) if level in PARENT_COLUMN else {})
     return result(rows, unweighted)
 
 
@@ -246,6 +241,7 @@ def _caveats(scheme: Scheme) -> list[str]:
 
 def _counts(
     conn: Connection,
+    versions: StoreVersions,
     source: str,
     force_code: str,
     level: str,
@@ -280,9 +276,9 @@ def _counts(
             "starts": [start for _, start in spans],
         },
     ).all()
-    keys = _key_names(conn, {key_id for _, key_id, _ in rows})
+    keys = _key_names(conn, versions)
     h3 = level.startswith("h3")
-    codes = {} if h3 else _area_codes(conn, level, force_code)
+    codes = {} if h3 else _area_index(conn, versions, level, force_code).codes
     wanted = set(categories) if categories else None
     out: dict[str, dict[str, int]] = defaultdict(dict)
     for area, key_id, n in rows:
@@ -297,11 +293,15 @@ def _counts(
 
 
 _REFERENCE_CACHE: dict[tuple[object, ...], object] = {}
+# The reference tables harm scores read; their versions key the cached lookups.
+REFERENCE_TABLES = ("areas", "census2021_ethnicity", "harm_keys")
 
 
-def _cached(conn: Connection, tables: tuple[str, ...], key: tuple[object, ...], build: Callable[[], T]) -> T:
+def _cached(
+    versions: StoreVersions, tables: tuple[str, ...], key: tuple[object, ...], build: Callable[[], T]
+) -> T:
     """``build()``'s answer, kept until one of ``tables`` changes (see geo.versions)."""
-    full = (store_version(conn, *tables), *key)
+    full = (versions.of(*tables), *key)
     if full not in _REFERENCE_CACHE:
         if len(_REFERENCE_CACHE) > 256:
             _REFERENCE_CACHE.clear()
@@ -309,9 +309,9 @@ def _cached(conn: Connection, tables: tuple[str, ...], key: tuple[object, ...], 
     return _REFERENCE_CACHE[full]  # type: ignore[return-value]
 
 
-def _key_names(conn: Connection, ids: set[int]) -> dict[int, str]:
+def _key_names(conn: Connection, versions: StoreVersions) -> dict[int, str]:
     names: dict[int, str] = _cached(
-        conn,
+        versions,
         ("harm_keys",),
         ("keys",),
         lambda: dict(conn.execute(text("SELECT id, key FROM harm_keys")).all()),
@@ -319,17 +319,21 @@ def _key_names(conn: Connection, ids: set[int]) -> dict[int, str]:
     return names
 
 
-def _area_codes(conn: Connection, level: str, force_code: str) -> dict[int, str]:
-    def build() -> dict[int, str]:
-        query = (
-            "SELECT id, code FROM areas WHERE level = 'force' AND code = :force"
-            if level == "force"
-            else "SELECT id, code FROM areas WHERE level = CAST(:level AS area_level) AND force_code = :force"
-        )
-        return dict(conn.execute(text(query), {"level": level, "force": force_code}).all())
+@dataclass(frozen=True)
+class _AreaIndex:
+    codes: dict[int, str]  # area id -> code, as harm_totals stores areas
+    names: dict[str, str]  # code -> name
 
-    codes: dict[int, str] = _cached(conn, ("areas",), ("codes", level, force_code), build)
-    return codes
+
+def _area_index(conn: Connection, versions: StoreVersions, level: str, force_code: str) -> _AreaIndex:
+    def build() -> _AreaIndex:
+        if level.startswith("h3"):
+            return _AreaIndex({}, {})
+        rows = area_rows(conn, level, force_code)
+        return _AreaIndex({i: code for i, code, _ in rows}, {code: name for _, code, name in rows})
+
+    index: _AreaIndex = _cached(versions, ("areas",), ("areas", level, force_code), build)
+    return index
 
 
 def _months_with_data(conn: Connection, source: str, force_code: str, period: Period | None) -> int:
@@ -347,48 +351,18 @@ def _months_with_data(conn: Connection, source: str, force_code: str, period: Pe
     )
 
 
-def _areas(conn: Connection, level: str, force_code: str) -> dict[str, str]:
-    names: dict[str, str] = _cached(
-        conn, ("areas",), ("names", level, force_code), lambda: _read_areas(conn, level, force_code)
-    )
-    return names
+def _population(
+    conn: Connection, versions: StoreVersions, level: str, force_code: str
+) -> tuple[dict[str, int], str | None]:
+    def build() -> tuple[dict[str, int], str | None]:
+        if level not in PARENT_COLUMN:
+            return {}, NO_POPULATION["h3" if level.startswith("h3") else level]
+        residents = residents_by_group(conn, level, force_code)
+        if not residents:
+            return {}, "no Census 2021 population is loaded (harmmap ingest census)"
+        return {code: sum(groups.values()) for code, groups in residents.items()}, None
 
-
-def _read_areas(conn: Connection, level: str, force_code: str) -> dict[str, str]:
-    if level.startswith("h3"):
-        return {}
-    if level == "force":
-        query = "SELECT code, name FROM areas WHERE level = 'force' AND code = :force"
-    else:
-        query = (
-            "SELECT code, name FROM areas WHERE level = CAST(:level AS area_level) AND force_code = :force"
-        )
-    return dict(conn.execute(text(query), {"level": level, "force": force_code}).all())
-
-
-def _population(conn: Connection, level: str, force_code: str) -> tuple[dict[str, int], str | None]:
     found: tuple[dict[str, int], str | None] = _cached(
-        conn,
-        ("areas", "census2021_ethnicity"),
-        ("population", level, force_code),
-        lambda: _read_population(conn, level, force_code),
+        versions, ("areas", "census2021_ethnicity"), ("population", level, force_code), build
     )
     return found
-
-
-def _read_population(conn: Connection, level: str, force_code: str) -> tuple[dict[str, int], str | None]:
-    column = _POPULATION_COLUMN.get(level)
-    if column is None:
-        return {}, NO_POPULATION["h3" if level.startswith("h3") else level]
-    rows = conn.execute(
-        text(
-            # column comes from _POPULATION_COLUMN, a fixed list
-            f"SELECT a.{column} AS code, sum(c.residents) AS residents FROM areas a "
-            "JOIN census2021_ethnicity c ON c.area_level = 'lsoa21' AND c.area_code = a.code "
-            "WHERE a.level = 'lsoa21' AND a.force_code = :force GROUP BY 1"
-        ),
-        {"force": force_code},
-    ).all()
-    if not rows:
-        return {}, "no Census 2021 population is loaded (harmmap ingest census)"
-    return {code: int(n) for code, n in rows}, None
