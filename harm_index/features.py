@@ -8,6 +8,7 @@ Disclosure control withholds small counts, and every rate or interval built on t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -93,10 +94,14 @@ def area_values(
     categories: list[str] | None = None,
     metric: str = "harm_rate",
     disclosure: Disclosure,
+    version: str | None = None,
 ) -> AreaValues:
-    """Harm properties of the collection's areas, disclosure applied; cached until the data changes."""
+    """Harm properties of the collection's areas, disclosure applied; cached until the data changes.
+
+    ``version`` is ``store_version(conn, *VALUE_TABLES)`` when the caller has already read it.
+    """
     key = (
-        store_version(conn, *VALUE_TABLES),
+        version or store_version(conn, *VALUE_TABLES),
         coll.id,
         period,
         scheme.name,
@@ -183,15 +188,15 @@ def feature_page(
     )
     metrics, cells, forces, results = values.metrics, values.cells, values.forces, values.results
     matched = match(conn, coll, force_code=force_code, bbox=bbox, h3_cells=cells)
-    codes = sorted(matched.properties)
+    codes = sorted(matched)
     if feature_id is not None:
         codes = [c for c in codes if c == feature_id]
-    rows = [{**matched.properties[c], **metrics.get(c, _no_data())} for c in codes]
+    rows = [{**matched[c], **metrics.get(c, _no_data())} for c in codes]
+    # Stable sorts from the last key to the first; areas without a value always come last.
     for key, descending in reversed(order):
-        rows.sort(key=lambda r, k=key: (r.get(k) is None, r.get(k)))  # type: ignore[misc]
-        if descending:
-            present = [r for r in rows if r.get(key) is not None][::-1]
-            rows = present + [r for r in rows if r.get(key) is None]
+        present = [r for r in rows if r.get(key) is not None]
+        present.sort(key=itemgetter(key), reverse=descending)
+        rows = present + [r for r in rows if r.get(key) is None]
     page = rows[offset : offset + limit]
     shapes = geometries(conn, coll, [r["code"] for r in page], crs)
     keep = properties or list(allowed)

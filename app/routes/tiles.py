@@ -51,24 +51,9 @@ def get_tile(
     coll = geo_collections.collection(collectionId)
     tiles.check_tile(z, x, y)
     chosen = period_or_baseline(settings, period)
-    etag = (
-        '"'
-        + hashlib.sha256(
-            "|".join(
-                [
-                    store_version(conn, *VALUE_TABLES),
-                    coll.id,
-                    str(z),
-                    str(x),
-                    str(y),
-                    chosen.label,
-                    scheme,
-                    metric,
-                ]
-            ).encode()
-        ).hexdigest()[:32]
-        + '"'
-    )
+    version = store_version(conn, *VALUE_TABLES)
+    parts = [version, coll.id, str(z), str(x), str(y), chosen.label, scheme, metric]
+    etag = '"' + hashlib.sha256("|".join(parts).encode()).hexdigest()[:32] + '"'
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
@@ -79,6 +64,7 @@ def get_tile(
         scheme=load_scheme(conn, scheme),
         metric=metric,
         disclosure=Disclosure(settings.disclosure_threshold),
+        version=version,
     )
     body = tiles.render(conn, coll, z, x, y, values.metrics)
     if not body:
