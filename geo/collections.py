@@ -21,7 +21,6 @@ from harmmap.errors import InvalidParameterError, NotFoundError
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 BNG = "http://www.opengis.net/def/crs/EPSG/0/27700"
-WGS84 = "http://www.opengis.net/def/crs/EPSG/0/4326"
 SUPPORTED_CRS = (CRS84, BNG)
 # EPSG:4326 with lat/lon order is not offered: GeoJSON clients expect lon/lat.
 SRID = {CRS84: 4326, BNG: 27700}
@@ -117,14 +116,6 @@ def parse_bbox(value: str | None, bbox_crs: str = CRS84) -> tuple[float, float, 
     return minx, miny, maxx, maxy
 
 
-@dataclass
-class Matched:
-    """The codes a query matches, with each area's store properties (no geometry yet)."""
-
-    collection: Collection
-    properties: dict[str, dict[str, Any]]
-
-
 def match(
     conn: Connection,
     coll: Collection,
@@ -132,7 +123,7 @@ def match(
     force_code: str | None = None,
     bbox: tuple[float, float, float, float] | None = None,
     h3_cells: dict[str, str] | None = None,
-) -> Matched:
+) -> dict[str, dict[str, Any]]:
     """Every area of the collection matching the filters, keyed by code (store properties only).
 
     ``h3_cells`` (cell -> force code) lists the cells of an H3 collection; they come from the aggregate.
@@ -153,7 +144,7 @@ def match(
                 "resolution": coll.h3_resolution,
                 "force_code": force,
             }
-        return Matched(coll, out)
+        return out
     rows = conn.execute(
         text(
             """
@@ -177,7 +168,7 @@ def match(
             "maxy": bbox[3] if bbox else None,
         },
     ).mappings()
-    return Matched(coll, {r["code"]: dict(r) for r in rows})
+    return {r["code"]: dict(r) for r in rows}
 
 
 def geometries(conn: Connection, coll: Collection, codes: list[str], crs: str) -> dict[str, dict[str, Any]]:

@@ -119,12 +119,7 @@ def _h3_tile(
             cells.append(cell)
     if not cells:
         return b""
-    rings = [
-        "POLYGON(("
-        + ", ".join(f"{lon} {lat}" for lat, lon in [*h3.cell_to_boundary(c), h3.cell_to_boundary(c)[0]])
-        + "))"
-        for c in cells
-    ]
+    rings = [_cell_wkt(c) for c in cells]
     columns = {name: [values[c].get(name) for c in cells] for name in TILE_ATTRIBUTES}
     data = conn.execute(
         text(
@@ -157,3 +152,9 @@ def _h3_tile(
         },
     ).scalar()
     return bytes(data or b"")
+
+
+def _cell_wkt(cell: str) -> str:
+    """The cell's outline as closed lon/lat WKT."""
+    boundary = h3.cell_to_boundary(cell)
+    return "POLYGON((" + ", ".join(f"{lon} {lat}" for lat, lon in [*boundary, boundary[0]]) + "))"

@@ -187,7 +187,7 @@ def trauma_scores(
         if demand.calls
         else {},
         "police_powers": _police_powers(conn, level, force_code, period, residents),
-        "deprivation": _deprivation(conn, level, force_code, residents),
+        "deprivation": _deprivation(conn, level, force_code),
     }
     left_out = {
         d: "no data for this force and period" for d in DOMAINS if not values[d] and config.weights.get(d, 0)
@@ -315,9 +315,7 @@ def _police_powers(
     return {c: float(v) for c, v in zip(codes, combined, strict=True)}
 
 
-def _deprivation(
-    conn: Connection, level: str, force_code: str, residents: Mapping[str, int]
-) -> dict[str, float]:
+def _deprivation(conn: Connection, level: str, force_code: str) -> dict[str, float]:
     domains = [d for d in IMD_WEIGHTS if d != "Crime"]
     rows = conn.execute(
         text(
