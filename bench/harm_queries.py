@@ -24,7 +24,7 @@ from bench.ingest_police_uk import SHARED, WORK, machine  # type: ignore[import-
 from geo.load import load_boundaries
 from harm_index.periods import named_periods
 from harm_index.scores import area_harm
-from harm_index.weights import load_scheme, ons_css_scheme, store_scheme
+from harm_index.weights import load_scheme, shipped_ons_css_scheme, store_scheme
 from harmmap import db
 from harmmap.settings import REPO_ROOT, get_settings
 from ingest.batch import ingest_file
@@ -48,10 +48,7 @@ def main() -> None:
         load_boundaries(conn, data / "boundaries" / "manifest.toml")
         store_scheme(
             conn,
-            ons_css_scheme(
-                data / "harm_weights" / "ons_css_weights_x_policeuk_category_MOPD.csv",
-                data / "harm_weights" / "recorded_crime_by_ho_code_EW_2002-2015.csv",
-            ),
+            shipped_ons_css_scheme(data),
         )
     ingest_file(
         engine,

@@ -101,6 +101,15 @@ def _sha256(*paths: Path) -> str:
     return digest.hexdigest()
 
 
+def shipped_ons_css_scheme(data_dir: Path) -> Scheme:
+    """The ONS CSS scheme from the files shipped in ``data_dir/harm_weights``."""
+    folder = data_dir / "harm_weights"
+    return ons_css_scheme(
+        folder / "ons_css_weights_x_policeuk_category_MOPD.csv",
+        folder / "recorded_crime_by_ho_code_EW_2002-2015.csv",
+    )
+
+
 def ons_css_scheme(weights_csv: Path, volumes_csv: Path) -> Scheme:
     """The ONS CSS scheme: offence-code weights, and police.uk category weights derived from them."""
     with weights_csv.open(encoding="utf-8-sig", newline="") as fh:

@@ -407,15 +407,10 @@ cli.add_typer(weights_cli, name="weights")
 @weights_cli.command("builtin")
 def weights_builtin() -> None:
     """Load the ONS Crime Severity Score scheme shipped in data/harm_weights (idempotent)."""
-    from harm_index.weights import ons_css_scheme
+    from harm_index.weights import shipped_ons_css_scheme
 
     settings = _settings()
-    folder = settings.data_dir / "harm_weights"
-    scheme = ons_css_scheme(
-        folder / "ons_css_weights_x_policeuk_category_MOPD.csv",
-        folder / "recorded_crime_by_ho_code_EW_2002-2015.csv",
-    )
-    _store(settings, scheme)
+    _store(settings, shipped_ons_css_scheme(settings.data_dir))
 
 
 @weights_cli.command("load")

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 
 from harm_index.periods import Period, add_months, named_periods, parse_period
 from harm_index.scores import area_harm
-from harm_index.weights import Scheme, load_scheme, ons_css_scheme, read_user_scheme, store_scheme
+from harm_index.weights import Scheme, load_scheme, read_user_scheme, shipped_ons_css_scheme, store_scheme
 from harmmap.errors import InvalidParameterError, NotFoundError
 from harmmap.settings import REPO_ROOT
 from ingest.batch import ingest_file
@@ -43,11 +43,7 @@ def loaded(engine: Engine) -> Iterator[Scheme]:
         DATA / "reference_layers" / "ts021_ethnic_group_broad_lsoa21_hampshire_westmidlands.csv",
         CensusEthnicityLsoa(),
     )
-    folder = DATA / "harm_weights"
-    scheme = ons_css_scheme(
-        folder / "ons_css_weights_x_policeuk_category_MOPD.csv",
-        folder / "recorded_crime_by_ho_code_EW_2002-2015.csv",
-    )
+    scheme = shipped_ons_css_scheme(DATA)
     with engine.begin() as conn:
         store_scheme(conn, scheme)
     yield scheme

@@ -37,7 +37,7 @@ from harm_index.trauma import (
     sensitivity,
     trauma_scores,
 )
-from harm_index.weights import Scheme, ons_css_scheme, store_scheme
+from harm_index.weights import Scheme, shipped_ons_css_scheme, store_scheme
 from harmmap.errors import InvalidParameterError
 from harmmap.settings import REPO_ROOT
 from ingest.batch import ingest_file
@@ -74,11 +74,7 @@ def layers(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     with engine.connect() as conn:
         generate_calls(conn, HAMPSHIRE, [dt.date(2018, 12, 1)], calls, seed=5)
     ingest_file(engine, calls, CallsForService(), force_code=HAMPSHIRE, synthetic=True)
-    folder = DATA / "harm_weights"
-    scheme = ons_css_scheme(
-        folder / "ons_css_weights_x_policeuk_category_MOPD.csv",
-        folder / "recorded_crime_by_ho_code_EW_2002-2015.csv",
-    )
+    scheme = shipped_ons_css_scheme(DATA)
     with engine.begin() as conn:
         store_scheme(conn, scheme)
     yield scheme

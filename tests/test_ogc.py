@@ -23,7 +23,7 @@ from sqlalchemy import Engine, text
 from app.main import create_app
 from harm_index.periods import Period
 from harm_index.scores import area_harm
-from harm_index.weights import Scheme, ons_css_scheme, store_scheme
+from harm_index.weights import Scheme, shipped_ons_css_scheme, store_scheme
 from harmmap.settings import REPO_ROOT, Settings
 from ingest.batch import ingest_file
 from ingest.police_uk import PoliceUkStreet
@@ -47,11 +47,7 @@ def loaded(engine: Engine) -> Iterator[Scheme]:
     ingest_file(
         engine, DATA / "police_uk" / "street" / "hampshire" / "2018-12-hampshire-street.csv", PoliceUkStreet()
     )
-    folder = DATA / "harm_weights"
-    scheme = ons_css_scheme(
-        folder / "ons_css_weights_x_policeuk_category_MOPD.csv",
-        folder / "recorded_crime_by_ho_code_EW_2002-2015.csv",
-    )
+    scheme = shipped_ons_css_scheme(DATA)
     with engine.begin() as conn:
         store_scheme(conn, scheme)
     yield scheme
