@@ -138,8 +138,9 @@ class IngestReport:
     rejected_by_kind: Counter[str] = field(default_factory=Counter)
     notes: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
-    # Time spent keeping the monthly harm aggregate (counting blocks, combining, COPY).
+    # Time spent keeping the monthly harm aggregate (counting blocks, combining, COPY), and by phase.
     aggregate_seconds: float = 0.0
+    aggregate_phases: Counter[str] = field(default_factory=Counter)
 
     @property
     def rows_per_s(self) -> float:
@@ -240,10 +241,17 @@ def ingest_file(
         if aggregate is not None:
             # The aggregate moves with the batch, in the same transaction.
             counting = time.perf_counter()
-            copy_arrow(conn, "harm_counts", aggregate.flush(conn, batch_id))
+            final_rows = aggregate.flush(conn, batch_id)
+            combined = time.perf_counter()
+            copy_arrow(conn, "harm_counts", final_rows)
+            written = time.perf_counter()
             # Queries read the totals over all batches; this batch joins them in the same transaction.
             conn.execute(text("SELECT harm_totals_add(:batch)"), {"batch": batch_id})
-            report.aggregate_seconds += time.perf_counter() - counting
+            done_at = time.perf_counter()
+            report.aggregate_phases.update(
+                {"combine": combined - counting, "write": written - combined, "totals": done_at - written}
+            )
+            report.aggregate_seconds += done_at - counting
         report.seconds = time.perf_counter() - clock
         conn.execute(
             text(
@@ -279,8 +287,14 @@ def _store_block(
     if aggregate is not None and processed.aggregate is not None:
         counting = time.perf_counter()
         aggregate.add(processed.aggregate.filter(pa.array(kept)))
+        counted = time.perf_counter()
+        report.aggregate_phases["count"] += counted - counting
         if aggregate.pending_rows >= FLUSH_ROWS:
-            copy_arrow(conn, "harm_counts", aggregate.flush(conn, batch_id, final=False))
+            early = aggregate.flush(conn, batch_id, final=False)
+            combined = time.perf_counter()
+            copy_arrow(conn, "harm_counts", early)
+            report.aggregate_phases["combine"] += combined - counted
+            report.aggregate_phases["write"] += time.perf_counter() - combined
         report.aggregate_seconds += time.perf_counter() - counting
     rows = processed.table.filter(pa.array(kept))
     rows = rows.add_column(0, "line", pa.array(block.lines[kept], pa.int32()))
