@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from harm_index.disclosure import Disclosure
+
 
 class Role(StrEnum):
     """What a caller may see: public aggregates, own-force records, all pilot aggregates, admin."""
@@ -32,3 +34,12 @@ class Principal:
 def get_principal() -> Principal:
     """Resolve the request's principal. Without credentials support yet, everyone is anonymous."""
     return Principal.anonymous()
+
+
+def disclosure_for(threshold: int, principal: Principal, force_code: str | None) -> Disclosure:
+    """The disclosure rule for what ``principal`` sees of ``force_code``'s figures.
+
+    Only an analyst looking at their own force sees unsuppressed counts.
+    """
+    own = principal.role == Role.ANALYST and force_code is not None and principal.force_code == force_code
+    return Disclosure(threshold, active=not own)

@@ -24,6 +24,7 @@ from harmmap.errors import (
     HarmmapError,
     InvalidParameterError,
     NotFoundError,
+    ServiceUnavailableError,
 )
 
 log = logging.getLogger("harmmap.http")
@@ -39,6 +40,7 @@ STATUS: list[tuple[type[HarmmapError], int, str]] = [
     (InvalidParameterError, 422, "invalid-parameter"),
     (DataFileError, 422, "bad-input-file"),
     (DatabaseUnavailableError, 503, "database-unavailable"),
+    (ServiceUnavailableError, 503, "service-unavailable"),
     (HarmmapError, 500, "internal-error"),
 ]
 

@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 
 from app.errors import add_exception_handlers
-from app.routes import analysis, areas, forces, health, ogc, tiles
+from app.routes import analysis, areas, exports, forces, health, maps, ogc, tiles
 from harmmap import __version__, db
 from harmmap.settings import Settings, get_settings
 
@@ -28,6 +28,8 @@ ROUTERS = (
     analysis.router,
     ogc.router,
     tiles.router,
+    maps.router,
+    exports.router,
 )
 
 PROBLEM_SCHEMA: dict[str, Any] = {

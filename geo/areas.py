@@ -64,3 +64,11 @@ def areas_geojson(
     }
     rows = conn.execute(text(load_sql("areas_features.sql")), params).scalars()
     return feature_collection(rows)
+
+
+def force_names(conn: Connection) -> dict[str, str]:
+    """Every stored force area's name by code."""
+    rows = conn.execute(
+        text("SELECT DISTINCT ON (code) code, name FROM areas WHERE level = 'force' ORDER BY code, id DESC")
+    )
+    return {str(code): str(name) for code, name in rows}

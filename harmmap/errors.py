@@ -83,3 +83,9 @@ class DatabaseUnavailableError(HarmmapError):
     """The PostGIS store cannot be reached, or is not ready (e.g. migrations not run)."""
 
     title = "Database unavailable"
+
+
+class ServiceUnavailableError(HarmmapError):
+    """A part the service needs is missing (e.g. the web map's library was not installed)."""
+
+    title = "Service unavailable"

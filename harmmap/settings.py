@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     trauma_weights: dict[str, float] = Field(
         default_factory=lambda: {"harm": 0.35, "calls": 0.20, "police_powers": 0.20, "deprivation": 0.25}
     )
+    # The web map: where its page and the npm-installed MapLibre live, and an optional basemap (an XYZ
+    # raster tile URL template). None by default: networks may be closed, and outlines give context.
+    web_dir: Path = REPO_ROOT / "web"
+    basemap_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    basemap_attribution: str = ""
 
     @field_validator("database_url")
     @classmethod

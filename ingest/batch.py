@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -140,7 +140,7 @@ class IngestReport:
     seconds: float = 0.0
     # Time spent keeping the monthly harm aggregate (counting blocks, combining, COPY), and by phase.
     aggregate_seconds: float = 0.0
-    aggregate_phases: Counter[str] = field(default_factory=Counter)
+    aggregate_phases: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     @property
     def rows_per_s(self) -> float:

@@ -58,6 +58,19 @@ fi
 HARMMAP=.venv/bin/harmmap
 # GDAL's command-line tools: the OGC API tests drive the service with ogrinfo/ogr2ogr, as QGIS would.
 command -v ogrinfo >/dev/null || apt_install gdal-bin
+# The web map's tests drive Debian's Chromium with Playwright; the export tests read PDFs with poppler.
+command -v chromium >/dev/null || apt_install chromium
+command -v pdftotext >/dev/null || apt_install poppler-utils
+
+# --- 1b. The web map's MapLibre GL JS, from the npm registry (served by harmmap itself: no CDN) ------
+command -v npm >/dev/null || apt_install nodejs npm
+LOCK_STAMP=web/node_modules/.harmmap-installed
+LOCK_WANT=$(cat web/package.json web/package-lock.json | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$LOCK_STAMP" 2>/dev/null)" != "$LOCK_WANT" ]; then
+    log "installing the web map's npm packages (npm ci in web/)"
+    npm ci --prefix web --no-audit --no-fund --loglevel=error >/dev/null
+    echo "$LOCK_WANT" > "$LOCK_STAMP"
+fi
 
 # --- 2. PostgreSQL with PostGIS --------------------------------------------------------------
 ping_url() { HARMMAP_DATABASE_URL="$1" "$HARMMAP" db ping >/dev/null 2>&1; }

@@ -6,22 +6,37 @@ green run always means every test ran against the real store.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
-from collections.abc import Iterator
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import URL
 
 from app.main import create_app
 from geo.load import load_boundaries
+from harm_index.weights import Scheme, shipped_ons_css_scheme, store_scheme
 from harmmap import db
 from harmmap.errors import DatabaseUnavailableError
 from harmmap.settings import REPO_ROOT, Settings, get_settings
+from ingest.batch import ingest_file
+from ingest.calls import CallsForService
+from ingest.generate_calls import generate_calls
+from ingest.police_uk import PoliceUkStreet
+from ingest.reference import CensusEthnicityLsoa, ImdRanks
+from ingest.stop_search import PoliceUkStopSearch
 
 MANIFEST = REPO_ROOT / "data" / "boundaries" / "manifest.toml"
+DATA = REPO_ROOT / "data"
+HAMPSHIRE = "E23000030"
 
 
 def _test_url() -> URL:
@@ -110,3 +125,59 @@ def fresh_batches(engine: Engine) -> Iterator[None]:
 @pytest.fixture
 def manifest_path() -> Path:
     return MANIFEST
+
+
+@pytest.fixture(scope="module")
+def layers(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scheme]:
+    """Real Hampshire street crime (Dec 2018), stop and search (Nov 2018 - Mar 2019), Census, IMD, and
+    synthetic calls for Dec 2018."""
+    with engine.connect() as conn:
+        before = conn.execute(text("SELECT coalesce(max(id), 0) FROM ingest_batches")).scalar_one()
+    refs = DATA / "reference_layers"
+    ingest_file(
+        engine, refs / "ts021_ethnic_group_broad_lsoa21_hampshire_westmidlands.csv", CensusEthnicityLsoa()
+    )
+    ingest_file(engine, refs / "imd2019_lsoa11_ranks_deciles_hampshire_westmidlands.csv", ImdRanks())
+    ingest_file(
+        engine, DATA / "police_uk" / "street" / "hampshire" / "2018-12-hampshire-street.csv", PoliceUkStreet()
+    )
+    for path in sorted((DATA / "police_uk" / "stop_and_search" / "hampshire").glob("*.csv")):
+        ingest_file(engine, path, PoliceUkStopSearch())
+    calls = tmp_path_factory.mktemp("calls") / "calls-SYNTHETIC-hampshire-2018-12.csv"
+    with engine.connect() as conn:
+        generate_calls(conn, HAMPSHIRE, [dt.date(2018, 12, 1)], calls, seed=5)
+    ingest_file(engine, calls, CallsForService(), force_code=HAMPSHIRE, synthetic=True)
+    scheme = shipped_ons_css_scheme(DATA)
+    with engine.begin() as conn:
+        store_scheme(conn, scheme)
+    yield scheme
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM ingest_batches WHERE id > :id"), {"id": before})
+        conn.execute(text("DELETE FROM weight_schemes"))
+
+
+@contextmanager
+def _live_server(settings: Settings) -> Iterator[str]:
+    """The service on a free local port in a thread, for real HTTP clients (GDAL, a browser)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the test server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def serve() -> Callable[[Settings], AbstractContextManager[str]]:
+    """``with serve(settings) as url``: the service over real HTTP for the block."""
+    return _live_server

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import esda
@@ -37,50 +36,16 @@ from harm_index.trauma import (
     sensitivity,
     trauma_scores,
 )
-from harm_index.weights import Scheme, shipped_ons_css_scheme, store_scheme
+from harm_index.weights import Scheme
 from harmmap.errors import InvalidParameterError
 from harmmap.settings import REPO_ROOT
 from ingest.batch import ingest_file
-from ingest.calls import CallsForService
-from ingest.generate_calls import generate_calls
 from ingest.offences import ForceOffences
-from ingest.police_uk import PoliceUkStreet
-from ingest.reference import CensusEthnicityLsoa, ImdRanks
-from ingest.stop_search import PoliceUkStopSearch
 
 HAMPSHIRE = "E23000030"
 DATA = REPO_ROOT / "data"
 WINTER = Period(dt.date(2018, 12, 1), dt.date(2019, 3, 1), "2018-12 to 2019-03")
 DECEMBER = Period(dt.date(2018, 12, 1), dt.date(2018, 12, 1), "2018-12")
-
-
-@pytest.fixture(scope="module")
-def layers(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scheme]:
-    """Real Hampshire street crime (Dec 2018), stop and search (Nov 2018 - Mar 2019), Census, IMD, and
-    synthetic calls for Dec 2018."""
-    with engine.connect() as conn:
-        before = conn.execute(text("SELECT coalesce(max(id), 0) FROM ingest_batches")).scalar_one()
-    refs = DATA / "reference_layers"
-    ingest_file(
-        engine, refs / "ts021_ethnic_group_broad_lsoa21_hampshire_westmidlands.csv", CensusEthnicityLsoa()
-    )
-    ingest_file(engine, refs / "imd2019_lsoa11_ranks_deciles_hampshire_westmidlands.csv", ImdRanks())
-    ingest_file(
-        engine, DATA / "police_uk" / "street" / "hampshire" / "2018-12-hampshire-street.csv", PoliceUkStreet()
-    )
-    for path in sorted((DATA / "police_uk" / "stop_and_search" / "hampshire").glob("*.csv")):
-        ingest_file(engine, path, PoliceUkStopSearch())
-    calls = tmp_path_factory.mktemp("calls") / "calls-SYNTHETIC-hampshire-2018-12.csv"
-    with engine.connect() as conn:
-        generate_calls(conn, HAMPSHIRE, [dt.date(2018, 12, 1)], calls, seed=5)
-    ingest_file(engine, calls, CallsForService(), force_code=HAMPSHIRE, synthetic=True)
-    scheme = shipped_ons_css_scheme(DATA)
-    with engine.begin() as conn:
-        store_scheme(conn, scheme)
-    yield scheme
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM ingest_batches WHERE id > :id"), {"id": before})
-        conn.execute(text("DELETE FROM weight_schemes"))
 
 
 # --- formulas against hand-computed cases -------------------------------------------------------------

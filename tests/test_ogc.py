@@ -6,21 +6,17 @@ import csv
 import datetime as dt
 import io
 import shutil
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from pyproj import Transformer
 from sqlalchemy import Engine, text
 
-from app.main import create_app
 from harm_index.periods import Period
 from harm_index.scores import area_harm
 from harm_index.weights import Scheme, shipped_ons_css_scheme, store_scheme
@@ -198,35 +194,20 @@ def test_bad_parameters_name_themselves(
         assert conn.execute(text("SELECT count(*) FROM areas WHERE level = 'ward'")).scalar_one() == 453
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def live_server(settings: Settings, loaded: Scheme) -> Iterator[str]:
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+def ogc_server(
+    settings: Settings, loaded: Scheme, serve: Callable[[Settings], AbstractContextManager[str]]
+) -> Iterator[str]:
+    with serve(settings) as url:
+        yield url
 
 
-def test_gdal_lists_and_downloads_every_collection(live_server: str, tmp_path: Path) -> None:
+def test_gdal_lists_and_downloads_every_collection(ogc_server: str, tmp_path: Path) -> None:
     """GDAL's OAPIF driver (what QGIS uses) reads the service unchanged."""
     ogrinfo, ogr2ogr = shutil.which("ogrinfo"), shutil.which("ogr2ogr")
     assert ogrinfo and ogr2ogr, "gdal-bin is missing: scripts/bootstrap.sh installs it"
     listing = subprocess.run(
-        [ogrinfo, "-ro", "-so", "-al", f"OAPIF:{live_server}"], capture_output=True, text=True, timeout=600
+        [ogrinfo, "-ro", "-so", "-al", f"OAPIF:{ogc_server}"], capture_output=True, text=True, timeout=600
     )
     assert listing.returncode == 0, listing.stderr
     for name in ("forces", "local-authorities", "wards", "lsoas", "h3-7", "h3-8", "h3-9"):
@@ -234,7 +215,7 @@ def test_gdal_lists_and_downloads_every_collection(live_server: str, tmp_path: P
     assert "Feature Count: 453" in listing.stdout
     out = tmp_path / "harmmap.gpkg"
     download = subprocess.run(
-        [ogr2ogr, "-f", "GPKG", str(out), f"OAPIF:{live_server}", "wards", "forces"],
+        [ogr2ogr, "-f", "GPKG", str(out), f"OAPIF:{ogc_server}", "wards", "forces"],
         capture_output=True,
         text=True,
         timeout=600,

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from app.auth import Principal, Role
+from app.auth import disclosure_for
 from app.deps import ConnectionDep, PrincipalDep, SettingsDep
 from app.validators import ForceCodeQuery
 from harm_index.demand import PersistentRule, call_demand
@@ -27,7 +27,6 @@ from harm_index.trauma import TraumaConfig, trauma_scores
 from harm_index.weights import load_scheme
 from harmmap import __version__
 from harmmap.errors import InvalidParameterError
-from harmmap.settings import Settings
 
 router = APIRouter(tags=["analysis"])
 
@@ -36,12 +35,6 @@ PeriodQuery = Annotated[
 ]
 SchemeQuery = Annotated[str, Query(max_length=60, pattern=r"^[A-Za-z0-9_.-]+$")]
 Level = Annotated[str, Query(max_length=20, pattern=r"^[a-z0-9_]+$")]
-
-
-def _disclosure(settings: Settings, principal: Principal, force_code: str | None) -> Disclosure:
-    # Only an analyst looking at their own force sees unsuppressed counts.
-    own = principal.role == Role.ANALYST and force_code is not None and principal.force_code == force_code
-    return Disclosure(settings.disclosure_threshold, active=not own)
 
 
 def _required_force(force: str | None) -> str:
@@ -108,7 +101,7 @@ def disproportionality(
 ) -> Response:
     """Searches per 1,000 residents by group and the ratio against White (Katz 95% CI)."""
     code = _required_force(force)
-    disclosure = _disclosure(settings, principal, code)
+    disclosure = disclosure_for(settings.disclosure_threshold, principal, code)
     result = stop_search_disparity(
         conn,
         level=level,
@@ -153,7 +146,7 @@ def calls(
 ) -> Response:
     """Calls per 1,000 residents by closing-code group; synthetic data is marked."""
     code = _required_force(force)
-    disclosure = _disclosure(settings, principal, code)
+    disclosure = disclosure_for(settings.disclosure_threshold, principal, code)
     rule = PersistentRule(settings.persistent_min_calls, settings.persistent_window_days)
     result = call_demand(
         conn,

@@ -77,6 +77,12 @@ def landing(request: Request, _principal: PrincipalDep) -> dict[str, Any]:
                 "type": "application/json",
                 "title": "the feature collections",
             },
+            {
+                "href": f"{base}/map",
+                "rel": "alternate",
+                "type": "text/html",
+                "title": "the interactive web map",
+            },
         ],
     }
 

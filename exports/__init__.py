@@ -1,0 +1,1 @@
+"""Workshop products: print-ready maps and charts, and data downloads."""
