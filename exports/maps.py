@@ -119,13 +119,12 @@ def small_multiples(before: LayerValues, after: LayerValues, page: Page, fmt: st
     for i, values in enumerate((before, after)):
         ax = fig.add_axes((0.01 + i * 0.34, 0.12, 0.33, 0.74))
         _draw_map(ax, values, page, classes)
-        ax.set_title(
-            f"{values.period.label} ({values.period.start:%b %Y} to {values.period.end:%b %Y})", fontsize=10
-        )
+        ax.set_title(period_text(values.period), fontsize=10)
         _map_furniture(ax, north=i == 1)
     legend_ax = fig.add_axes((0.70, 0.52, 0.29, 0.37))
-    _legend(legend_ax, classes, after.spec.unit, after)
-    _notes(fig, [f"Both maps use the classes of {after.period.label}.", *notes(after)], top=0.50, height=0.40)
+    _legend(legend_ax, classes, after.spec.unit, after, counts=False)
+    shared = "Both maps share one set of classes, made from the values of both periods."
+    _notes(fig, [shared, *notes(after)], top=0.50, height=0.40)
     return _save(fig, fmt)
 
 
@@ -262,10 +261,15 @@ def _map_furniture(ax: Axes, north: bool = True) -> None:
         )
 
 
-def _legend(ax: Axes, classes: Classes, unit: str, values: LayerValues) -> None:
+def _legend(ax: Axes, classes: Classes, unit: str, values: LayerValues, counts: bool = True) -> None:
     ax.set_axis_off()
     handles = [
-        Patch(facecolor=colour, edgecolor="#555555", linewidth=0.4, label=f"{label}  ({count})")
+        Patch(
+            facecolor=colour,
+            edgecolor="#555555",
+            linewidth=0.4,
+            label=f"{label}  ({count})" if counts else label,
+        )
         for colour, label, count in zip(classes.colours, classes.labels, classes.counts, strict=False)
     ]
     no_value = sum(1 for a in values.areas if a.class_index is None)
@@ -275,10 +279,10 @@ def _legend(ax: Axes, classes: Classes, unit: str, values: LayerValues) -> None:
             edgecolor="#555555",
             hatch="////",
             linewidth=0.4,
-            label=f"no value or withheld  ({no_value})",
+            label=f"no value or withheld  ({no_value})" if counts else "no value or withheld",
         )
     )
-    title = "\n".join([*textwrap.wrap(unit, 48), "(number of areas in brackets)"])
+    title = "\n".join([*textwrap.wrap(unit, 48), *(["(number of areas in brackets)"] if counts else [])])
     ax.legend(
         handles=handles,
         loc="upper left",

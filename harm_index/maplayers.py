@@ -234,6 +234,7 @@ def layer_values(conn: Connection, query: LayerQuery) -> LayerValues:
             raise InvalidParameterError("group", f"{query.group!r} is not a group here", allowed=choices)
     classing.check_method(query.method, query.k)
     values = _BUILDERS[spec.id](conn, query, spec)
+    _complete(conn, values)
     _classify(values, query)
     values.restricted = spec.restricted or not query.disclosure.active
     values.method.setdefault("disclosure", query.disclosure.describe())
@@ -259,6 +260,21 @@ def compare(conn: Connection, before: LayerQuery, after: LayerQuery) -> tuple[La
                 area.category if values.spec.scale == "categorical" else area.value
             )
     return first, second
+
+
+def _complete(conn: Connection, values: LayerValues) -> None:
+    """Add the level's areas the layer has no figures for, each with the reason, so none goes missing."""
+    if values.level.startswith("h3_"):
+        return  # H3 collections hold only the cells with data
+    present = {a.code for a in values.areas}
+    reason = (
+        "no figures: no LSOA 2021 is best-fitted to this ward, and figures are built from LSOAs"
+        if values.level == "ward"
+        else "no figures for this area in this layer"
+    )
+    for code, name in sorted(area_names(conn, values.level, values.force_code).items()):
+        if code not in present:
+            values.areas.append(LayerArea(code, name, None, reason=reason))
 
 
 def _per_year(values: LayerValues) -> None:

@@ -630,9 +630,11 @@ def main() -> None:
 
 def _register_layers() -> None:
     # Imported here, after ``cli`` exists: the layer commands add themselves to it.
+    from harmmap.export_cli import export_cli
     from harmmap.layers_cli import register
 
     register(cli)
+    cli.add_typer(export_cli, name="export")
 
 
 _register_layers()

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 from PIL import Image
 from sqlalchemy import Engine
+from typer.testing import CliRunner
 
 from harm_index import classes as classing
 from harm_index.demand import PersistentRule
@@ -27,7 +28,9 @@ from harm_index.periods import Period
 from harm_index.scores import area_harm
 from harm_index.trauma import TraumaConfig
 from harm_index.weights import Scheme
+from harmmap.cli import cli
 from harmmap.errors import InvalidParameterError
+from harmmap.settings import Settings
 
 HAMPSHIRE = "E23000030"
 DECEMBER = Period(dt.date(2018, 12, 1), dt.date(2018, 12, 1), "2018-12")
@@ -330,3 +333,24 @@ def test_map_page_assets_and_catalog(client: TestClient, layers: Scheme) -> None
     assert layer["collection"] == "wards" and len(layer["areas"]) == 261
     assert all(len(a["point"]) == 2 for a in layer["areas"])
     assert layer["classes"]["colours"] and layer["metadata"]["scheme"] == "ons-css"
+
+
+def test_cli_exports_match_the_http_ones(
+    client: TestClient, layers: Scheme, settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HARMMAP_DATABASE_URL", settings.database_url)
+    out = tmp_path / "wards.csv"
+    args = ["export", "table", "--force", HAMPSHIRE, "--period", "2018-12", "--layer", "harm_rate"]
+    result = CliRunner().invoke(cli, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and "261 areas" in result.output
+    assert out.read_text() == _get(client, "/exports/table.csv", layer="harm_rate").text
+    pdf = tmp_path / "map.pdf"
+    result = CliRunner().invoke(
+        cli,
+        ["export", "map", "--force", HAMPSHIRE, "--period", "2018-12", "--layer", "calls", "--out", str(pdf)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "OFFICIAL-SENSITIVE" in result.output and pdf.read_bytes().startswith(b"%PDF")
+    bad = CliRunner().invoke(cli, [*args[:-1], "deprivation", "--level", "h3_8", "--out", str(out)])
+    assert bad.exit_code == 1 and "not a level of the deprivation layer" in bad.output

@@ -254,9 +254,13 @@ async function refresh() {
     const data = await api(`/map/layers/${spec.id}?${params()}`);
     state.layer = data;
     const map = state.map;
+    const previous = state.collection === data.collection ? state.byCode : new Map();
     if (state.collection !== data.collection) setAreaSource(data.collection);
-    else map.removeFeatureState({ source: "areas", sourceLayer: data.collection });
     state.byCode = new Map(data.areas.map((a) => [a.code, a]));
+    // Areas the new layer does not list lose their old class (removeFeatureState here races the new states).
+    for (const code of previous.keys()) {
+      if (!state.byCode.has(code)) map.setFeatureState({ source: "areas", sourceLayer: data.collection, id: code }, { c: -1 });
+    }
     state.byName = new Map(data.areas.map((a) => [`${a.name} (${a.code})`, a]));
     for (const a of data.areas) {
       map.setFeatureState({ source: "areas", sourceLayer: data.collection, id: a.code }, { c: a.class ?? -1 });
