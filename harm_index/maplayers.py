@@ -80,6 +80,27 @@ LAYERS: dict[str, LayerSpec] = {
             cumulative=True,
         ),
         LayerSpec(
+            "harm",
+            "Crime harm",
+            "CSS days",
+            ("ward", "lsoa21", "local_authority", *H3_LEVELS),
+            "sequential",
+            ("police_uk_street",),
+            "Recorded crime weighted by the Crime Severity Score: the sum of count x weight, in days.",
+            cumulative=True,
+        ),
+        LayerSpec(
+            "incident_rate_smoothed",
+            "Recorded crimes per 1,000 residents, smoothed",
+            "crimes per 1,000 residents (empirical Bayes)",
+            ("ward", "lsoa21", "local_authority"),
+            "sequential",
+            ("police_uk_street",),
+            "Crimes per 1,000 residents shrunk towards the force rate by global empirical Bayes (Marshall "
+            "1991), so small areas with few residents do not dominate the map.",
+            cumulative=True,
+        ),
+        LayerSpec(
             "change",
             "Harm change against the baseline",
             "ratio of monthly harm to the baseline's",
@@ -343,7 +364,9 @@ def _harm(conn: Connection, query: LayerQuery, spec: LayerSpec) -> LayerValues:
         if change:
             value = a.change.ratio if a.change else None
             interval = (a.change.lower, a.change.upper) if a.change else (None, None)
-        elif h3:
+        elif spec.id == "incident_rate_smoothed":
+            value, interval = a.incident_rate_smoothed, (None, None)
+        elif h3 or spec.id == "harm":
             value, interval = a.harm, a.harm_interval
         else:
             value = a.harm_rate
@@ -368,7 +391,7 @@ def _harm(conn: Connection, query: LayerQuery, spec: LayerSpec) -> LayerValues:
         "scheme": result.scheme,
         "scheme_version": result.scheme_version,
         "population_source": result.population_source,
-        "value": "harm (CSS days)" if h3 else spec.unit,
+        "value": "harm (CSS days)" if h3 and spec.id == "harm_rate" else spec.unit,
     }
     return out
 
@@ -586,6 +609,8 @@ def _withhold(disclosure: Disclosure, areas: list[LayerArea], count_field: str) 
 
 _BUILDERS: dict[str, Callable[[Connection, LayerQuery, LayerSpec], LayerValues]] = {
     "harm_rate": _harm,
+    "harm": _harm,
+    "incident_rate_smoothed": _harm,
     "change": _harm,
     "trauma": _trauma,
     "deprivation": _deprivation,

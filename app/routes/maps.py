@@ -126,7 +126,7 @@ def layer_body(values: LayerValues, points: dict[str, tuple[float, float]] | Non
 
 
 @router.get("/map", response_class=HTMLResponse, summary="The interactive web map", include_in_schema=True)
-def map_page(settings: SettingsDep) -> HTMLResponse:
+def map_page(settings: SettingsDep, _principal: PrincipalDep) -> HTMLResponse:
     """The map page; it needs MapLibre GL JS installed by the setup script."""
     _vendor_dir(settings)
     page = (settings.web_dir / "map" / "index.html").read_text(encoding="utf-8")
@@ -134,7 +134,7 @@ def map_page(settings: SettingsDep) -> HTMLResponse:
 
 
 @router.get("/map/assets/{name}", summary="The map page's own script and style", include_in_schema=False)
-def map_asset(name: str, settings: SettingsDep) -> FileResponse:
+def map_asset(name: str, settings: SettingsDep, _principal: PrincipalDep) -> FileResponse:
     """One of the page's files, by name from a fixed list (no paths from the request reach the disk)."""
     if name not in PAGE_ASSETS:
         raise NotFoundError(f"no map asset {name[:60]!r}")
@@ -142,7 +142,7 @@ def map_asset(name: str, settings: SettingsDep) -> FileResponse:
 
 
 @router.get("/map/vendor/{name}", summary="MapLibre GL JS, served locally", include_in_schema=False)
-def vendor_asset(name: str, settings: SettingsDep) -> FileResponse:
+def vendor_asset(name: str, settings: SettingsDep, _principal: PrincipalDep) -> FileResponse:
     """MapLibre's script or style sheet from the npm install."""
     if name not in VENDOR_ASSETS:
         raise NotFoundError(f"no vendor asset {name[:60]!r}")
