@@ -64,7 +64,8 @@ def check_format(fmt: str) -> str:
 
 def subtitle(values: LayerValues) -> str:
     """Level, period and the versions of what made the figures."""
-    parts = [LEVEL_NAMES.get(values.level, values.level), period_text(values.period)]
+    when = values.spec.as_of or period_text(values.period)
+    parts = [LEVEL_NAMES.get(values.level, values.level), when]
     if values.baseline is not None:
         parts.append(f"against {period_text(values.baseline)}")
     method = values.method

@@ -97,7 +97,7 @@ def notes_rows(values: LayerValues) -> list[tuple[str, str]]:
         ("definition", values.spec.description),
         ("force", values.force_code),
         ("level", values.level),
-        ("period", period_text(values.period)),
+        ("period", values.spec.as_of or period_text(values.period)),
     ]
     if values.baseline is not None:
         rows.append(("baseline", period_text(values.baseline)))

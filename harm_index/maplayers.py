@@ -58,6 +58,8 @@ class LayerSpec:
     # The value sums over the period (e.g. harm per 1,000 residents), so periods of different lengths
     # compare only per year.
     cumulative: bool = False
+    # For layers that do not change with the period: the dataset's own date, shown instead of a period.
+    as_of: str | None = None
 
     @property
     def restricted(self) -> bool:
@@ -129,6 +131,7 @@ LAYERS: dict[str, LayerSpec] = {
             "IMD 2019 national decile of each LSOA (mapped from LSOA 2011); for wards the resident-weighted "
             "mean decile of their LSOAs.",
             fixed_bins=tuple(float(d) for d in range(1, 11)),
+            as_of="IMD 2019",
         ),
         LayerSpec(
             "ethnic_share",
@@ -139,6 +142,7 @@ LAYERS: dict[str, LayerSpec] = {
             ("census2021",),
             "Census 2021 usual residents of the chosen broad ethnic group as a share of all residents.",
             grouped=True,
+            as_of="Census 2021",
         ),
         LayerSpec(
             "stop_search",

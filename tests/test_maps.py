@@ -288,6 +288,7 @@ def test_csv_and_geojson_downloads(client: TestClient, layers: Scheme) -> None:
     collection = json.loads(_get(client, "/exports/table.geojson", layer="deprivation").content)
     assert len(collection["features"]) == 261
     assert collection["metadata"]["layer"] == "deprivation"
+    assert collection["metadata"]["period"] == "IMD 2019"
     first = collection["features"][0]
     assert first["geometry"]["type"] in ("Polygon", "MultiPolygon")
     ring = first["geometry"]["coordinates"][0]

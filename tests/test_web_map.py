@@ -105,6 +105,7 @@ def test_switching_layers_changes_the_legend(page: tuple[Page, list[str]]) -> No
     labels = tab.locator("#legend li").all_inner_texts()
     assert labels != harm_labels and len(labels) == 11  # ten deciles and "no value"
     assert tab.is_disabled("#classes")  # deciles are fixed classes
+    assert tab.is_disabled("#period")  # IMD 2019 does not change with the period
     _choose(tab, "#layer", "ethnic_share")
     assert tab.is_visible("#group")
     _choose(tab, "#group", "Asian")

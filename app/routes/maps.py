@@ -167,6 +167,7 @@ def catalog(conn: ConnectionDep, settings: SettingsDep, _principal: PrincipalDep
                 "fixed_classes": spec.fixed_bins is not None or spec.scale == "categorical",
                 "description": spec.description,
                 "restricted": spec.restricted,
+                "as_of": spec.as_of,
             }
             for spec in LAYERS.values()
         ],

@@ -81,6 +81,9 @@ function fillLevels() {
   select.value = spec.levels.includes(previous) ? previous : spec.levels[0];
   $("group-row").hidden = !spec.grouped;
   $("classing").disabled = spec.fixed_classes;
+  // Census and IMD layers are the same whatever the period.
+  $("period").disabled = Boolean(spec.as_of);
+  $("period").title = spec.as_of ? `${spec.as_of}: does not change with the period` : "";
   const group = $("group");
   const previousGroup = group.value || "Black";
   group.innerHTML = "";
