@@ -376,20 +376,26 @@ def _harm(conn: Connection, query: LayerQuery, spec: LayerSpec) -> LayerValues:
             value = a.harm_rate
             interval = a.harm_rate_interval or (None, None)
         shares = sorted(a.harm_share.items(), key=lambda kv: -kv[1])[:3]
-        details: dict[str, Any] = {
+        row: dict[str, Any] = {
             "incidents": a.incidents,
             "harm": round(a.harm, 1),
             "population": a.population,
             "harm_rate": a.harm_rate,
             "largest_shares_of_harm": ", ".join(f"{k} {v:.0%}" for k, v in shares) or None,
+            **({"change_significant": a.change.significant} if change and a.change else {}),
+            "value": value,
+            "low": interval[0],
+            "high": interval[1],
         }
-        if change and a.change:
-            details["change_significant"] = a.change.significant
-        row = LayerArea(
-            a.code, a.name, value, interval[0], interval[1], details=details, reason=a.no_rate_reason
+        # The shared disclosure rule withholds a small count and everything built on it.
+        query.disclosure.apply([row], {"incidents": [k for k in row if k not in ("incidents", "population")]})
+        withheld = row.pop("withheld")
+        shown, low, high = row.pop("value"), row.pop("low"), row.pop("high")
+        out.areas.append(
+            LayerArea(
+                a.code, a.name, shown, low, high, details=row, withheld=withheld, reason=a.no_rate_reason
+            )
         )
-        out.areas.append(row)
-    _withhold(query.disclosure, out.areas, "incidents")
     out.caveats = list(result.caveats)
     out.method = {
         "scheme": result.scheme,
@@ -594,21 +600,6 @@ def _hotspots(conn: Connection, query: LayerQuery, spec: LayerSpec) -> LayerValu
     out.caveats = list(result.caveats)
     out.method = {**result.method, "scheme": result.scheme, "scheme_version": result.scheme_version}
     return out
-
-
-def _withhold(disclosure: Disclosure, areas: list[LayerArea], count_field: str) -> None:
-    """Withhold each area's value, interval and count when its count is disclosive."""
-    for area in areas:
-        count = area.details.get(count_field)
-        if not disclosure.is_disclosive(count):
-            continue
-        reason = f"a count of 1 to {disclosure.threshold} is withheld (disclosure control)"
-        area.withheld = {
-            count_field: reason,
-            "value": f"built on {count_field}, a count withheld by disclosure control",
-        }
-        area.details = {k: v for k, v in area.details.items() if k in ("population",)}
-        area.value = area.low = area.high = None
 
 
 _BUILDERS: dict[str, Callable[[Connection, LayerQuery, LayerSpec], LayerValues]] = {
