@@ -616,8 +616,19 @@ _BUILDERS: dict[str, Callable[[Connection, LayerQuery, LayerSpec], LayerValues]]
 }
 
 
+_MONTHS_CACHE: dict[tuple[object, ...], dict[str, list[str]]] = {}
+
+
 def months_with_data(conn: Connection) -> dict[str, list[str]]:
-    """The months (YYYY-MM) for which each force has street crime, stop and search or calls loaded."""
+    """The months (YYYY-MM) for which each force has street crime, stop and search or calls loaded.
+
+    Scanning the record tables on every map page load would grow with them; the answer changes only
+    when a batch is loaded or removed, so it is kept against the batches' newest id and count.
+    """
+    key = tuple(conn.execute(text("SELECT max(id), count(*) FROM ingest_batches")).one())
+    cached = _MONTHS_CACHE.get(key)
+    if cached is not None:
+        return cached
     rows = conn.execute(
         text(
             """
@@ -633,4 +644,6 @@ def months_with_data(conn: Connection) -> dict[str, list[str]]:
     out: dict[str, list[str]] = defaultdict(list)
     for force, month in rows:
         out[force].append(f"{month:%Y-%m}")
-    return dict(out)
+    _MONTHS_CACHE.clear()
+    _MONTHS_CACHE[key] = dict(out)
+    return _MONTHS_CACHE[key]
