@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from app.auth import Principal, get_principal
+from app.auth import Grant, Principal, get_grant, get_principal
 from harmmap.errors import DatabaseUnavailableError
 from harmmap.settings import Settings
 
@@ -40,3 +40,4 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ConnectionDep = Annotated[Connection, Depends(get_connection)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+GrantDep = Annotated[Grant, Depends(get_grant)]

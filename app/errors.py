@@ -24,7 +24,10 @@ from harmmap.errors import (
     HarmmapError,
     InvalidParameterError,
     NotFoundError,
+    PayloadTooLargeError,
+    RateLimitedError,
     ServiceUnavailableError,
+    UnauthenticatedError,
 )
 
 log = logging.getLogger("harmmap.http")
@@ -36,6 +39,9 @@ RETRY_AFTER_S = "5"
 # Domain error class -> (HTTP status, problem type slug). Most specific first.
 STATUS: list[tuple[type[HarmmapError], int, str]] = [
     (NotFoundError, 404, "not-found"),
+    (UnauthenticatedError, 401, "unauthenticated"),
+    (RateLimitedError, 429, "rate-limited"),
+    (PayloadTooLargeError, 413, "payload-too-large"),
     (ForbiddenError, 403, "forbidden"),
     (InvalidParameterError, 422, "invalid-parameter"),
     (DataFileError, 422, "bad-input-file"),
@@ -105,14 +111,28 @@ async def _harmmap_error(request: Request, exc: Exception) -> JSONResponse:
     parameter = getattr(exc, "parameter", None)
     allowed = getattr(exc, "allowed", None)
     invalid = [{"name": parameter, "reason": exc.detail}] if parameter else None
+    if isinstance(exc, DataFileError):
+        invalid = [
+            {"name": p.field, "in": "file", "file": p.file, "where": p.where, "reason": p.reason}
+            for p in exc.problems[:100]
+        ]
     return problem(
         request,
         status,
         slug,
         exc.title,
         exc.detail,
+        headers=_headers_for(exc),
         extra={"parameter": parameter, "allowed": allowed, "invalid-params": invalid},
     )
+
+
+def _headers_for(exc: HarmmapError) -> dict[str, str] | None:
+    if isinstance(exc, UnauthenticatedError):
+        return {"WWW-Authenticate": 'Bearer realm="harmmap", ApiKey header="X-API-Key"'}
+    if isinstance(exc, RateLimitedError):
+        return {"Retry-After": str(exc.retry_after)}
+    return None
 
 
 _QUOTED = re.compile(r"'([^']*)'")

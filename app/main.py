@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
+from starlette.middleware.base import BaseHTTPMiddleware
 
+from app.auth import API_KEY_HEADER, ROUTE_ACCESS, Authenticator, RateLimiter, authorize_request
 from app.errors import add_exception_handlers
-from app.routes import analysis, areas, exports, forces, health, maps, ogc, tiles
+from app.middleware import REQUEST_ID_HEADER, Edge, audit_requests
+from app.routes import admin, analysis, areas, exports, forces, health, maps, ogc, tiles
 from harmmap import __version__, db
 from harmmap.settings import Settings, get_settings
-
-log = logging.getLogger("harmmap.http")
-
-_REQUEST_ID_HEADER = "X-Request-ID"
 
 # Every resource's router; one module per resource.
 ROUTERS = (
@@ -30,6 +28,7 @@ ROUTERS = (
     tiles.router,
     maps.router,
     exports.router,
+    admin.router,
 )
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -75,24 +74,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "Licence v.3.0; Contains OS data © Crown copyright and database right."
         ),
         lifespan=lifespan,
+        # Every route is authenticated, rate-limited and authorised here, in one place.
+        dependencies=[Depends(authorize_request)],
     )
     app.state.settings = settings
+    app.state.authenticator = Authenticator(settings)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit)
+    app.state.route_access = dict(ROUTE_ACCESS)
     add_exception_handlers(app)
-    app.middleware("http")(_request_id)
+    # Innermost first: the audit sees the route's outcome; Edge, outermost, sees everything.
+    app.add_middleware(BaseHTTPMiddleware, dispatch=audit_requests)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "HEAD", "POST"],
+            allow_headers=[API_KEY_HEADER, "Authorization", "If-None-Match"],
+            expose_headers=[REQUEST_ID_HEADER, "X-Protective-Marking", "Retry-After", "ETag", "Content-Crs"],
+            max_age=600,
+        )
+    app.add_middleware(Edge, settings=settings)
     for router in ROUTERS:
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
-
-
-async def _request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """Give every request an id, echo it back, and log it with the outcome."""
-    rid = uuid.uuid4().hex
-    request.state.request_id = rid
-    response = await call_next(request)
-    response.headers[_REQUEST_ID_HEADER] = rid
-    log.info("%s %s -> %s [%s]", request.method, request.url.path, response.status_code, rid)
-    return response
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -13,7 +13,9 @@ from pyproj import Transformer
 from sqlalchemy import Connection, text
 
 from geo.collections import BNG
+from geo.tiles import BUFFER, EXTENT, check_tile, tile_bounds
 from harm_index.periods import Period
+from harmmap.errors import InvalidParameterError
 
 
 @dataclass(frozen=True)
@@ -134,3 +136,64 @@ def record_page(
 
 def _plain(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+# Points are only drawn close in: below this zoom a tile would hold a whole force's records at once.
+POINT_MIN_ZOOM = 12
+
+
+def render_points(
+    conn: Connection,
+    coll: RecordCollection,
+    *,
+    force_code: str,
+    period: Period,
+    z: int,
+    x: int,
+    y: int,
+) -> tuple[bytes, int]:
+    """A vector tile of the force's records in the period (layer named after the collection).
+
+    Returns the MVT bytes (empty when the tile holds nothing) and the number of records in it.
+    """
+    check_tile(z, x, y)
+    if z < POINT_MIN_ZOOM:
+        raise InvalidParameterError(
+            "z", f"record points are served from zoom {POINT_MIN_ZOOM}; use an area collection below it"
+        )
+    west, south, east, north = tile_bounds(z, x, y)
+    # table and columns come from RECORD_COLLECTIONS, a fixed list; every value is bound
+    attributes = ", ".join(
+        f"r.{c}" if c == "synthetic" else f"CAST(r.{c} AS text) AS {c}" for c in coll.columns
+    )
+    row = conn.execute(
+        text(
+            f"""
+            WITH points AS (
+                SELECT {attributes},
+                       ST_AsMVTGeom(ST_Transform(ST_SetSRID(ST_MakePoint(r.lon, r.lat), 4326), 3857),
+                                    ST_TileEnvelope(:z, :x, :y), :extent, :buffer, true) AS geom
+                FROM {coll.table} r
+                WHERE r.force_code = :force AND r.month >= :start AND r.month < :end
+                  AND r.lon BETWEEN :west AND :east AND r.lat BETWEEN :south AND :north
+            )
+            SELECT ST_AsMVT(p, :layer, :extent, 'geom'), count(*) FROM points p WHERE p.geom IS NOT NULL
+            """
+        ),
+        {
+            "z": z,
+            "x": x,
+            "y": y,
+            "extent": EXTENT,
+            "buffer": BUFFER,
+            "force": force_code,
+            "start": period.start,
+            "end": period.end_exclusive,
+            "west": west,
+            "east": east,
+            "south": south,
+            "north": north,
+            "layer": coll.id,
+        },
+    ).one()
+    return bytes(row[0] or b""), int(row[1])

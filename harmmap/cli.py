@@ -19,6 +19,7 @@ from harmmap.settings import Settings
 
 if TYPE_CHECKING:
     from harm_index.weights import Scheme
+    from ingest.batch import Source
 
 cli = typer.Typer(help="harmmap: crime-harm mapping service.", no_args_is_help=True)
 db_cli = typer.Typer(help="Create, migrate and inspect the PostGIS store.", no_args_is_help=True)
@@ -40,17 +41,22 @@ def serve(
     import uvicorn
 
     from app.main import create_app
+    from harmmap.logs import configure_logging, logging_config
 
     settings = _settings()
     if host is not None or port is not None:
         settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
+    configure_logging(settings)
+    # On SIGTERM uvicorn stops accepting, lets requests in flight finish (up to the grace period),
+    # then runs the lifespan's shutdown, which disposes of the pool.
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=logging_config(settings),
         proxy_headers=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=settings.graceful_shutdown_s,
     )
 
 
@@ -140,7 +146,7 @@ def load_boundaries(
     typer.echo(f"{report.changed} row(s) changed" if report.changed else "nothing changed")
 
 
-def _ingest(files: list[Path], source: object, force: str | None = None, synthetic: bool = False) -> None:
+def _ingest(files: list[Path], source: Source, force: str | None = None, synthetic: bool = False) -> None:
     """Load each file as a batch, with a progress bar, then print the summary table."""
     from rich.console import Console
     from rich.progress import (
@@ -153,6 +159,7 @@ def _ingest(files: list[Path], source: object, force: str | None = None, synthet
     )
     from rich.table import Table
 
+    from harmmap.access_cli import audit_command
     from ingest.batch import IngestReport, ingest_file
 
     settings = _settings()
@@ -176,20 +183,35 @@ def _ingest(files: list[Path], source: object, force: str | None = None, synthet
                 def advance(done: int, total: int, task: TaskID = task) -> None:
                     bar.update(task, completed=done, total=total)
 
+                parameters = {
+                    "file": path.name,
+                    "source": source.name,
+                    "force": force,
+                    "synthetic": synthetic,
+                }
                 try:
-                    reports.append(
-                        ingest_file(
-                            engine,
-                            path,
-                            source,  # type: ignore[arg-type]
-                            force_code=force,
-                            synthetic=synthetic,
-                            progress=advance,
-                        )
+                    report = ingest_file(
+                        engine, path, source, force_code=force, synthetic=synthetic, progress=advance
                     )
                 except HarmmapError as exc:
                     failed = True
                     console.print(f"[red]{path}: refused[/red]\n{exc.detail}")
+                    with engine.begin() as conn:
+                        audit_command(
+                            conn, "ingest", "ingest", parameters, ok=False, rows=0, force_code=force
+                        )
+                    continue
+                reports.append(report)
+                with engine.begin() as conn:
+                    audit_command(
+                        conn,
+                        "ingest",
+                        "ingest",
+                        {**parameters, "batch": report.batch_id, "status": report.status},
+                        ok=True,
+                        rows=report.accepted,
+                        force_code=force,
+                    )
     finally:
         engine.dispose()
     table = Table(title="ingest summary")
@@ -630,11 +652,14 @@ def main() -> None:
 
 def _register_layers() -> None:
     # Imported here, after ``cli`` exists: the layer commands add themselves to it.
+    from harmmap.access_cli import audit_command_line, keys_cli
     from harmmap.export_cli import export_cli
     from harmmap.layers_cli import register
 
     register(cli)
     cli.add_typer(export_cli, name="export")
+    cli.add_typer(keys_cli, name="keys")
+    cli.command("audit")(audit_command_line)
 
 
 _register_layers()

@@ -89,3 +89,29 @@ class ServiceUnavailableError(HarmmapError):
     """A part the service needs is missing (e.g. the web map's library was not installed)."""
 
     title = "Service unavailable"
+
+
+class UnauthenticatedError(HarmmapError):
+    """Credentials were presented and are not valid (malformed, unknown, revoked or expired)."""
+
+    title = "Unauthenticated"
+
+
+class RateLimitedError(HarmmapError):
+    """The caller has made more requests than its allowance; ``retry_after`` seconds until the next."""
+
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, retry_after)
+
+
+class PayloadTooLargeError(HarmmapError):
+    """A request body over the configured cap; nothing from it has been kept."""
+
+    title = "Payload too large"
+
+    def __init__(self, detail: str, *, parameter: str | None = None) -> None:
+        super().__init__(detail)
+        self.parameter = parameter

@@ -9,10 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from limits import parse_many
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
+
+from geo.levels import FORCE_CODE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,6 +62,22 @@ class Settings(BaseSettings):
     web_dir: Path = REPO_ROOT / "web"
     basemap_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
     basemap_attribution: str = ""
+    # Access: the pilot forces a lead key sees force-held aggregates of.
+    pilot_forces: list[str] = Field(default_factory=lambda: ["E23000030", "E23000014"])
+    # Optional OIDC bearer tokens: all three or none. Role and force come from the two claims.
+    oidc_jwks_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_role_claim: str = "harmmap_role"
+    oidc_force_claim: str = "harmmap_force"
+    # Limits. Rates use the `limits` notation, per key (per client address when anonymous).
+    rate_limit: str = "600/minute;60/second"
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    # Browser origins allowed to call the API cross-origin; none unless configured.
+    cors_origins: list[str] = Field(default_factory=list)
+    log_format: Literal["json", "text"] = "json"
+    graceful_shutdown_s: int = Field(default=20, ge=1, le=600)
 
     @field_validator("database_url")
     @classmethod
@@ -75,6 +94,32 @@ class Settings(BaseSettings):
         if not url.database:
             raise ValueError("HARMMAP_DATABASE_URL must name a database")
         return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+    @field_validator("pilot_forces")
+    @classmethod
+    def _force_codes(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not FORCE_CODE.match(v)]
+        if bad:
+            raise ValueError(f"HARMMAP_PILOT_FORCES holds codes that are not force GSS codes: {bad}")
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"HARMMAP_RATE_LIMIT is not a rate such as '600/minute': {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _oidc_all_or_nothing(self) -> Settings:
+        given = [self.oidc_jwks_url, self.oidc_issuer, self.oidc_audience]
+        if any(given) and not all(given):
+            raise ValueError(
+                "OIDC needs HARMMAP_OIDC_JWKS_URL, HARMMAP_OIDC_ISSUER and HARMMAP_OIDC_AUDIENCE together"
+            )
+        return self
 
     @model_validator(mode="after")
     def _no_development_secrets_in_production(self) -> Settings:

@@ -112,11 +112,22 @@ class Processed:
 
 
 class Source(Protocol):
-    """A kind of input file and the table its rows go to."""
+    """A kind of input file and the table its rows go to (read-only, so frozen dataclasses fit)."""
 
-    name: str
-    table: str
-    schemas: Sequence[CsvSchema]
+    @property
+    def name(self) -> str:
+        """The source's name in ingest_batches."""
+        ...
+
+    @property
+    def table(self) -> str:
+        """The table its rows go to."""
+        ...
+
+    @property
+    def schemas(self) -> Sequence[CsvSchema]:
+        """The file formats it reads."""
+        ...
 
     def process(self, block: Block, ctx: LoadContext) -> Processed:
         """Check, convert and locate one block's rows."""

@@ -25,7 +25,9 @@ from app.main import create_app
 from geo.load import load_boundaries
 from harm_index.weights import Scheme, shipped_ons_css_scheme, store_scheme
 from harmmap import db
+from harmmap.access import Role
 from harmmap.errors import DatabaseUnavailableError
+from harmmap.keys import create_key
 from harmmap.settings import REPO_ROOT, Settings, get_settings
 from ingest.batch import ingest_file
 from ingest.calls import CallsForService
@@ -34,6 +36,7 @@ from ingest.police_uk import PoliceUkStreet
 from ingest.reference import CensusEthnicityLsoa, ImdRanks
 from ingest.stop_search import PoliceUkStopSearch
 
+WEST_MIDLANDS = "E23000014"
 MANIFEST = REPO_ROOT / "data" / "boundaries" / "manifest.toml"
 DATA = REPO_ROOT / "data"
 HAMPSHIRE = "E23000030"
@@ -85,7 +88,12 @@ def database_url() -> Iterator[URL]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: URL) -> Settings:
-    return Settings(database_url=database_url.render_as_string(hide_password=False), environment="test")
+    # The limit is tested on its own app; the suite itself makes thousands of requests a minute.
+    return Settings(
+        database_url=database_url.render_as_string(hide_password=False),
+        environment="test",
+        rate_limit="1000000/minute",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -110,6 +118,23 @@ def conn(engine: Engine) -> Iterator[Connection]:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def api_keys(engine: Engine) -> dict[str, str]:
+    """Real API keys, hashed in the test store, by who holds them."""
+    holders = {
+        "public": (Role.PUBLIC, None),
+        "analyst-hampshire": (Role.ANALYST, HAMPSHIRE),
+        "analyst-west-midlands": (Role.ANALYST, WEST_MIDLANDS),
+        "lead": (Role.LEAD, None),
+        "admin": (Role.ADMIN, None),
+    }
+    with engine.begin() as conn:
+        return {
+            holder: create_key(conn, role, force, f"tests: {holder}").token
+            for holder, (role, force) in holders.items()
+        }
 
 
 @pytest.fixture

@@ -392,8 +392,12 @@ def test_victimisation_rates_by_group_from_force_records(engine: Engine, layers:
 # --- the layers over HTTP ------------------------------------------------------------------------------
 
 
-def test_analysis_endpoints_answer_with_caveats_and_method(client: TestClient, layers: Scheme) -> None:
+def test_analysis_endpoints_answer_with_caveats_and_method(
+    client: TestClient, layers: Scheme, api_keys: dict[str, str]
+) -> None:
     common = {"force": HAMPSHIRE, "period": "2018-12"}
+    # Calls and the trauma score draw on force-held data: a lead key sees them, with disclosure control.
+    lead = {"X-API-Key": api_keys["lead"]}
     for path, params in (
         ("/disproportionality", {**common, "period": "2018-12..2019-03"}),
         ("/exposure", common),
@@ -401,16 +405,17 @@ def test_analysis_endpoints_answer_with_caveats_and_method(client: TestClient, l
         ("/trauma-scores", common),
         ("/hotspots", {**common, "permutations": 99}),
     ):
-        response = client.get(path, params=params)
+        response = client.get(path, params=params, headers=lead)
         assert response.status_code == 200, (path, response.text)
         body = response.json()
         assert body["caveats"] and body["method"], path
         assert body["metadata"]["service_version"]
     rates = client.get("/disproportionality", params={**common, "level": "ward"}).json()["rates"]
     assert any(r["withheld"] for r in rates), "public callers get disclosure control"
-    calls = client.get("/calls", params={**common, "level": "force"}).json()
+    calls = client.get("/calls", params={**common, "level": "force"}, headers=lead).json()
     assert calls["synthetic"] is True and any("SYNTHETIC" in c for c in calls["caveats"])
-    trauma = client.get("/trauma-scores", params=common).json()
+    assert client.get("/calls", params={**common, "level": "force"}).status_code == 403
+    trauma = client.get("/trauma-scores", params=common, headers=lead).json()
     assert trauma["metadata"]["config_version"] == trauma["config_version"]
 
 
@@ -447,8 +452,13 @@ def test_area_summary_is_a_monthly_series_against_the_baseline(client: TestClien
     ],
 )
 def test_analysis_bad_input_names_the_parameter(
-    client: TestClient, layers: Scheme, path: str, params: dict[str, object], parameter: str
+    client: TestClient,
+    layers: Scheme,
+    api_keys: dict[str, str],
+    path: str,
+    params: dict[str, object],
+    parameter: str,
 ) -> None:
-    response = client.get(path, params=params)
+    response = client.get(path, params=params, headers={"X-API-Key": api_keys["lead"]})
     assert response.status_code in (404, 422), response.text
     assert response.json()["parameter"] == parameter

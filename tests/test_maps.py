@@ -193,8 +193,14 @@ def test_compare_puts_periods_per_year_on_shared_classes(engine: Engine, layers:
 # --- print maps and downloads over HTTP ------------------------------------------------------------
 
 
-def _get(client: TestClient, path: str, **params: Any) -> Any:
-    response = client.get(path, params={"force": HAMPSHIRE, "period": "2018-12", **params})
+@pytest.fixture(scope="module")
+def lead(api_keys: dict[str, str]) -> dict[str, str]:
+    """A lead's key: force-held layers (calls, trauma) of the pilot forces, with disclosure control."""
+    return {"X-API-Key": api_keys["lead"]}
+
+
+def _get(client: TestClient, path: str, headers: dict[str, str] | None = None, **params: Any) -> Any:
+    response = client.get(path, params={"force": HAMPSHIRE, "period": "2018-12", **params}, headers=headers)
     assert response.status_code == 200, response.text
     return response
 
@@ -238,8 +244,10 @@ def test_map_pdf_has_title_period_attribution_and_no_marking_for_open_data(
     assert "X-Protective-Marking" not in response.headers
 
 
-def test_restricted_layer_pdf_is_marked(client: TestClient, layers: Scheme, tmp_path: Path) -> None:
-    response = _get(client, "/exports/map.pdf", layer="calls")
+def test_restricted_layer_pdf_is_marked(
+    client: TestClient, layers: Scheme, lead: dict[str, str], tmp_path: Path
+) -> None:
+    response = _get(client, "/exports/map.pdf", lead, layer="calls")
     text = _pdf_text(response.content, tmp_path)
     assert text.count("OFFICIAL-SENSITIVE") >= 2  # top and bottom of the page
     assert "SYNTHETIC" in text
@@ -270,8 +278,10 @@ def test_geopackage_download(client: TestClient, layers: Scheme, tmp_path: Path)
     assert "caveat" in set(notes["field"])
 
 
-def test_xlsx_download_has_data_and_notes(client: TestClient, layers: Scheme, tmp_path: Path) -> None:
-    response = _get(client, "/exports/table.xlsx", layer="trauma")
+def test_xlsx_download_has_data_and_notes(
+    client: TestClient, layers: Scheme, lead: dict[str, str], tmp_path: Path
+) -> None:
+    response = _get(client, "/exports/table.xlsx", lead, layer="trauma")
     book = load_workbook(io.BytesIO(response.content))
     assert book.sheetnames == ["data", "notes"]
     data = list(book["data"].iter_rows(values_only=True))
@@ -309,9 +319,14 @@ def test_csv_and_geojson_downloads(client: TestClient, layers: Scheme) -> None:
     ],
 )
 def test_bad_export_and_layer_requests(
-    client: TestClient, layers: Scheme, path: str, params: dict[str, str], parameter: str
+    client: TestClient,
+    layers: Scheme,
+    lead: dict[str, str],
+    path: str,
+    params: dict[str, str],
+    parameter: str,
 ) -> None:
-    response = client.get(path, params={"force": HAMPSHIRE, **params})
+    response = client.get(path, params={"force": HAMPSHIRE, **params}, headers=lead)
     assert response.status_code == 422, response.text
     body = response.json()
     assert parameter in (body.get("parameter"), *(p.get("name") for p in body.get("invalid-params", [])))

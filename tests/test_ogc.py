@@ -303,18 +303,17 @@ def test_bad_tile_addresses_name_the_part(
 
 
 @pytest.fixture
-def as_analyst(client: TestClient) -> Iterator[Callable[[str | None], None]]:
-    """Make the client's requests act for an analyst of a force (authentication arrives in [7/7])."""
-    from app.auth import Principal, Role, get_principal
-
-    app = client.app
+def as_analyst(client: TestClient, api_keys: dict[str, str]) -> Iterator[Callable[[str | None], None]]:
+    """Make the client's requests carry a real analyst key of a force (None: no key, anonymous)."""
+    keys = {HAMPSHIRE: api_keys["analyst-hampshire"], "E23000014": api_keys["analyst-west-midlands"]}
 
     def become(force: str | None) -> None:
-        principal = Principal("test-analyst", Role.ANALYST, force) if force else Principal.anonymous()
-        app.dependency_overrides[get_principal] = lambda: principal  # type: ignore[attr-defined]
+        client.headers.pop("X-API-Key", None)
+        if force:
+            client.headers["X-API-Key"] = keys[force]
 
     yield become
-    app.dependency_overrides.pop(get_principal, None)  # type: ignore[attr-defined]
+    client.headers.pop("X-API-Key", None)
 
 
 def test_record_collections_only_for_an_analyst_of_the_force(

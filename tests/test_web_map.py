@@ -44,9 +44,20 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, map_server: str) -> Iterator[tuple[Page, list[str]]]:
+def page(browser: Browser, map_server: str, api_keys: dict[str, str]) -> Iterator[tuple[Page, list[str]]]:
+    """The map page for a lead, whose key the page sends in the X-API-Key header of every request."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.add_init_script(f"sessionStorage.setItem('harmmap-token', {api_keys['lead']!r})")
     tab = context.new_page()
+    keyless: list[str] = []
+    tab.on(
+        "request",
+        lambda r: (
+            keyless.append(r.url)
+            if r.url.startswith(map_server) and "x-api-key" not in r.headers and "/map/" not in r.url
+            else None
+        ),
+    )
     problems: list[str] = []
 
     def on_console(message: ConsoleMessage) -> None:
@@ -58,6 +69,8 @@ def page(browser: Browser, map_server: str) -> Iterator[tuple[Page, list[str]]]:
     tab.goto(f"{map_server}/map")
     _wait_ready(tab)
     yield tab, problems
+    # Tiles and layer values went with the key in a header, never in the URL.
+    assert keyless == []
     context.close()
 
 
@@ -166,3 +179,16 @@ def test_keyboard_finds_an_area_and_opens_its_popup(page: tuple[Page, list[str]]
     tab.keyboard.press("Escape")
     popup.wait_for(state="detached", timeout=5_000)
     assert problems == []
+
+
+def test_without_a_key_force_held_layers_are_offered_but_disabled(browser: Browser, map_server: str) -> None:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    tab = context.new_page()
+    tab.goto(f"{map_server}/map")
+    _wait_ready(tab)
+    _choose(tab, "#force", HAMPSHIRE)
+    calls = tab.locator("#layer option[value=calls]")
+    assert calls.is_disabled()
+    assert "needs an analyst key" in calls.inner_text()
+    assert not tab.locator("#layer option[value=harm_rate]").is_disabled()
+    context.close()

@@ -13,11 +13,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from app.auth import disclosure_for
-from app.deps import ConnectionDep, PrincipalDep, SettingsDep
+from app.deps import ConnectionDep, GrantDep, SettingsDep
 from app.validators import ForceCodeQuery
 from harm_index.demand import PersistentRule, call_demand
-from harm_index.disclosure import Disclosure
 from harm_index.disparity import stop_search_disparity
 from harm_index.exposure import harm_exposure
 from harm_index.hotspots import hotspots
@@ -26,6 +24,7 @@ from harm_index.summary import area_summary
 from harm_index.trauma import TraumaConfig, trauma_scores
 from harm_index.weights import load_scheme
 from harmmap import __version__
+from harmmap.access import Grant
 from harmmap.errors import InvalidParameterError
 
 router = APIRouter(tags=["analysis"])
@@ -43,7 +42,16 @@ def _required_force(force: str | None) -> str:
     return force
 
 
-def _json(result: Any, **meta: Any) -> Response:
+def _rows(result: Any) -> int:
+    """How many rows a result holds, for the audit log: its areas, months or rates."""
+    for name in ("areas", "months", "rates"):
+        rows = getattr(result, name, None)
+        if isinstance(rows, list):
+            return len(rows)
+    return 0
+
+
+def _json(result: Any, grant: Grant, **meta: Any) -> Response:
     def default(value: object) -> object:
         if isinstance(value, dt.date):
             return value.isoformat()
@@ -57,6 +65,7 @@ def _json(result: Any, **meta: Any) -> Response:
         else dict(result)
     )
     body["metadata"] = {"service_version": __version__, **meta}
+    grant.returned(_rows(result))
     return Response(json.dumps(body, default=default, separators=(",", ":")), media_type="application/json")
 
 
@@ -65,7 +74,7 @@ def summary(
     code: str,
     conn: ConnectionDep,
     settings: SettingsDep,
-    _principal: PrincipalDep,
+    grant: GrantDep,
     level: Level = "ward",
     period: PeriodQuery = None,
     baseline: PeriodQuery = None,
@@ -81,10 +90,13 @@ def summary(
         period=period_or_baseline(settings, period),
         baseline=period_or_baseline(settings, baseline, "baseline"),
         scheme=load_scheme(conn, scheme),
-        disclosure=Disclosure(settings.disclosure_threshold),
+        disclosure=grant.disclosure(settings.disclosure_threshold),
     )
     return _json(
-        result, population_source=None, disclosure=Disclosure(settings.disclosure_threshold).describe()
+        result,
+        grant,
+        population_source=None,
+        disclosure=grant.disclosure(settings.disclosure_threshold).describe(),
     )
 
 
@@ -92,7 +104,7 @@ def summary(
 def disproportionality(
     conn: ConnectionDep,
     settings: SettingsDep,
-    principal: PrincipalDep,
+    grant: GrantDep,
     force: ForceCodeQuery = None,
     level: Level = "force",
     period: PeriodQuery = None,
@@ -101,7 +113,7 @@ def disproportionality(
 ) -> Response:
     """Searches per 1,000 residents by group and the ratio against White (Katz 95% CI)."""
     code = _required_force(force)
-    disclosure = disclosure_for(settings.disclosure_threshold, principal, code)
+    disclosure = grant.disclosure(settings.disclosure_threshold)
     result = stop_search_disparity(
         conn,
         level=level,
@@ -111,14 +123,14 @@ def disproportionality(
         legislation=legislation,
         disclosure=disclosure,
     )
-    return _json(result, disclosure=disclosure.describe())
+    return _json(result, grant, disclosure=disclosure.describe())
 
 
 @router.get("/exposure", summary="Area-level harm exposure by ethnic group")
 def exposure(
     conn: ConnectionDep,
     settings: SettingsDep,
-    _principal: PrincipalDep,
+    grant: GrantDep,
     force: ForceCodeQuery = None,
     level: Level = "force",
     period: PeriodQuery = None,
@@ -132,21 +144,21 @@ def exposure(
         period=period_or_baseline(settings, period),
         scheme=load_scheme(conn, scheme),
     )
-    return _json(result)
+    return _json(result, grant)
 
 
 @router.get("/calls", summary="Calls-for-service demand, with and without persistent callers")
 def calls(
     conn: ConnectionDep,
     settings: SettingsDep,
-    principal: PrincipalDep,
+    grant: GrantDep,
     force: ForceCodeQuery = None,
     level: Level = "ward",
     period: PeriodQuery = None,
 ) -> Response:
     """Calls per 1,000 residents by closing-code group; synthetic data is marked."""
     code = _required_force(force)
-    disclosure = disclosure_for(settings.disclosure_threshold, principal, code)
+    disclosure = grant.disclosure(settings.disclosure_threshold)
     rule = PersistentRule(settings.persistent_min_calls, settings.persistent_window_days)
     result = call_demand(
         conn,
@@ -156,14 +168,14 @@ def calls(
         rule=rule,
         disclosure=disclosure,
     )
-    return _json(result, disclosure=disclosure.describe())
+    return _json(result, grant, disclosure=disclosure.describe())
 
 
 @router.get("/trauma-scores", summary="Community trauma score (IMD method)")
 def trauma(
     conn: ConnectionDep,
     settings: SettingsDep,
-    _principal: PrincipalDep,
+    grant: GrantDep,
     force: ForceCodeQuery = None,
     level: Level = "ward",
     period: PeriodQuery = None,
@@ -181,14 +193,14 @@ def trauma(
         config=config,
         rule=rule,
     )
-    return _json(result, config_version=config.version)
+    return _json(result, grant, config_version=config.version)
 
 
 @router.get("/hotspots", summary="Getis-Ord Gi* and local Moran's I hot spots of harm")
 def hot_spots(
     conn: ConnectionDep,
     settings: SettingsDep,
-    _principal: PrincipalDep,
+    grant: GrantDep,
     force: ForceCodeQuery = None,
     level: Level = "ward",
     period: PeriodQuery = None,
@@ -204,4 +216,4 @@ def hot_spots(
         scheme=load_scheme(conn, scheme),
         permutations=permutations,
     )
-    return _json(result)
+    return _json(result, grant)

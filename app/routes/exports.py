@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
-from app.deps import ConnectionDep, SettingsDep
+from app.deps import ConnectionDep, GrantDep, SettingsDep
 from app.routes.maps import LayerQueryDep
 from exports import maps, products, tables
 from harm_index.periods import period_or_baseline
@@ -38,6 +38,7 @@ def _print_route(product: str) -> None:
         query: LayerQueryDep,
         conn: ConnectionDep,
         settings: SettingsDep,
+        grant: GrantDep,
         compare: Annotated[
             str | None,
             Query(max_length=40, description="multiples: the period to compare (default: baseline)"),
@@ -53,6 +54,7 @@ def _print_route(product: str) -> None:
             compare_with=period_or_baseline(settings, compare, "compare") if compare else None,
             top=top,
         )
+        grant.returned(len(values.areas))
         headers = _attachment(products.file_name(query, product, fmt))
         if values.restricted:
             headers["X-Protective-Marking"] = maps.MARKING
@@ -80,10 +82,11 @@ for _product in products.PRODUCTS:
     response_class=Response,
     responses={200: {"content": {t: {} for t in tables.TABLE_FORMATS.values()}}},
 )
-def export_table(fmt: str, query: LayerQueryDep, conn: ConnectionDep) -> Response:
+def export_table(fmt: str, query: LayerQueryDep, conn: ConnectionDep, grant: GrantDep) -> Response:
     """Every area's value, interval, class, withheld markers and details, with method notes."""
     tables.check_table_format(fmt)
     made, values = products.table_product(conn, query, fmt)
+    grant.returned(len(values.areas))
     headers = _attachment(products.file_name(query, "table", fmt))
     if values.restricted:
         headers["X-Protective-Marking"] = maps.MARKING

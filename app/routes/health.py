@@ -1,4 +1,8 @@
-"""``GET /health``: is the store reachable, with PostGIS, at the code's migration head."""
+"""Health probes: liveness, and readiness (also at ``/health``).
+
+``/health/live`` says the process answers. ``/health/ready`` says the store is reachable, with PostGIS,
+at the code's migration head, and answers 503 with Retry-After otherwise.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +34,29 @@ class Health(BaseModel):
 
     status: Literal["ok", "unavailable"]
     database: DatabaseHealth
+
+
+class Liveness(BaseModel):
+    """The process is up and its event loop answers; says nothing about the database."""
+
+    status: Literal["alive"]
+
+
+@router.get("/health/live", response_model=Liveness, summary="Liveness: the process answers")
+def live(_principal: PrincipalDep) -> JSONResponse:
+    """Always 200 while the process serves requests; restart the process if this stops answering."""
+    return JSONResponse({"status": "alive"}, headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/health/ready",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "The database is down or not migrated."}},
+    summary="Readiness: the service can answer queries",
+)
+def ready(request: Request, engine: EngineDep, _principal: PrincipalDep) -> JSONResponse:
+    """200 when the store is reachable, has PostGIS and is migrated; 503 with Retry-After otherwise."""
+    return health(request, engine, _principal)
 
 
 @router.get(

@@ -15,8 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import FileResponse, HTMLResponse
 
-from app.auth import disclosure_for
-from app.deps import ConnectionDep, PrincipalDep, SettingsDep
+from app.deps import ConnectionDep, GrantDep, PrincipalDep, SettingsDep
 from geo.areas import force_names
 from geo.collections import COLLECTIONS
 from geo.frames import label_points
@@ -28,6 +27,7 @@ from harm_index.population import BROAD_GROUPS
 from harm_index.trauma import TraumaConfig
 from harm_index.weights import load_scheme
 from harmmap import __version__
+from harmmap.access import force_held_forces
 from harmmap.errors import NotFoundError, ServiceUnavailableError
 from harmmap.settings import Settings
 
@@ -44,8 +44,8 @@ def layer_query(
     layer: str,
     conn: ConnectionDep,
     settings: SettingsDep,
-    principal: PrincipalDep,
-    force: Annotated[str, Query(pattern=r"^[EW]23\d{6}$", description="Force GSS code, e.g. E23000030")],
+    grant: GrantDep,
+    force: Annotated[str, Query(pattern=r"^(E23|W15)\d{6}$", description="Force GSS code, e.g. E23000030")],
     level: Annotated[str, Query(max_length=20, pattern=r"^[a-z0-9_]+$")] = "ward",
     period: Annotated[
         str | None, Query(max_length=40, description="e.g. 2019-04..2020-03, FY2019/20")
@@ -65,7 +65,7 @@ def layer_query(
         period=period_or_baseline(settings, period),
         baseline=period_or_baseline(settings, baseline, "baseline"),
         scheme=load_scheme(conn, scheme),
-        disclosure=disclosure_for(settings.disclosure_threshold, principal, force),
+        disclosure=grant.disclosure(settings.disclosure_threshold),
         trauma=TraumaConfig(settings.trauma_weights),
         rule=PersistentRule(settings.persistent_min_calls, settings.persistent_window_days),
         group=group,
@@ -150,8 +150,11 @@ def vendor_asset(name: str, settings: SettingsDep, _principal: PrincipalDep) -> 
 
 
 @router.get("/map/catalog", summary="What the map can show: layers, levels, forces, periods")
-def catalog(conn: ConnectionDep, settings: SettingsDep, _principal: PrincipalDep) -> dict[str, Any]:
-    """Layers with their levels and scales, forces with the months they hold, named periods, basemap."""
+def catalog(conn: ConnectionDep, settings: SettingsDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Layers with their levels and scales, forces with the months they hold, named periods, basemap.
+
+    A layer drawn from force-held data lists the forces the caller may see it for (none for public).
+    """
     named = configured_periods(settings)
     months = months_with_data(conn)
     names = force_names(conn)
@@ -167,6 +170,9 @@ def catalog(conn: ConnectionDep, settings: SettingsDep, _principal: PrincipalDep
                 "fixed_classes": spec.fixed_bins is not None or spec.scale == "categorical",
                 "description": spec.description,
                 "restricted": spec.restricted,
+                "forces": None
+                if not spec.restricted
+                else force_held_forces(principal, settings.pilot_forces),
                 "as_of": spec.as_of,
             }
             for spec in LAYERS.values()
@@ -193,9 +199,10 @@ def catalog(conn: ConnectionDep, settings: SettingsDep, _principal: PrincipalDep
 
 
 @router.get("/map/layers/{layer}", summary="One layer's value, interval and class for every area")
-def map_layer(query: LayerQueryDep, conn: ConnectionDep) -> Response:
+def map_layer(query: LayerQueryDep, conn: ConnectionDep, grant: GrantDep) -> Response:
     """Values to colour the tiles with (by area code), the class breaks and colours, caveats and method."""
     values = layer_values(conn, query)
+    grant.returned(len(values.areas))
     points = label_points(conn, query.level, [a.code for a in values.areas])
     body = json.dumps(layer_body(values, points), separators=(",", ":"), default=str)
     return Response(body, media_type="application/json")

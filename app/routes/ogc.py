@@ -15,17 +15,16 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 
-from app.auth import Principal, Role
-from app.deps import ConnectionDep, PrincipalDep, SettingsDep
+from app.deps import ConnectionDep, GrantDep, PrincipalDep, SettingsDep
 from app.routes.geojson import GEOJSON, geojson_responses
 from app.validators import ForceCodeQuery
 from geo import collections as geo_collections
 from geo.records import RECORD_COLLECTIONS, RecordCollection, record_page
-from harm_index.disclosure import Disclosure
 from harm_index.features import METRICS, FeaturePage, feature_page
 from harm_index.periods import period_or_baseline
 from harm_index.weights import load_scheme
-from harmmap.errors import ForbiddenError, InvalidParameterError, NotFoundError
+from harmmap.access import Grant, Role
+from harmmap.errors import InvalidParameterError, NotFoundError
 from harmmap.settings import Settings
 
 router = APIRouter(tags=["OGC API - Features"])
@@ -119,20 +118,6 @@ def _collection_doc(request: Request, conn: Any, coll: geo_collections.Collectio
     }
 
 
-def _record_access(principal: Principal, force: str | None) -> str:
-    """The force whose records the caller may read; ForbiddenError for anyone else."""
-    if principal.role != Role.ANALYST or principal.force_code is None:
-        raise ForbiddenError(
-            "record-level data is OFFICIAL-SENSITIVE: only an analyst of the force may see it",
-            parameter="collectionId",
-        )
-    if force is not None and force != principal.force_code:
-        raise ForbiddenError(
-            f"an analyst of {principal.force_code} may not see {force}'s records", parameter="force"
-        )
-    return principal.force_code
-
-
 def _record_doc(request: Request, coll: RecordCollection) -> dict[str, Any]:
     base = _base(request)
     return {
@@ -166,11 +151,11 @@ def get_collection(
     collectionId: str,  # noqa: N803 - the OGC API path parameter name
     request: Request,
     conn: ConnectionDep,
-    principal: PrincipalDep,
+    grant: GrantDep,
 ) -> dict[str, Any]:
-    """A collection's description and links."""
+    """A collection's description and links (a record collection's only for an analyst of a force)."""
     if collectionId in RECORD_COLLECTIONS:
-        _record_access(principal, None)
+        grant.returned(0)  # its description, no records
         return _record_doc(request, RECORD_COLLECTIONS[collectionId])
     return _collection_doc(request, conn, geo_collections.collection(collectionId))
 
@@ -201,6 +186,7 @@ def _items(
     request: Request,
     conn: Any,
     settings: Settings,
+    grant: Grant,
     collection_id: str,
     *,
     feature_id: str | None,
@@ -237,9 +223,10 @@ def _items(
         metric=metric,
         sortby=_split(sortby),
         properties=_split(properties),
-        disclosure=Disclosure(settings.disclosure_threshold),
+        disclosure=grant.disclosure(settings.disclosure_threshold),
         feature_id=feature_id,
     )
+    grant.returned(len(page.features))
     return page, out_crs
 
 
@@ -263,7 +250,7 @@ def get_items(
     request: Request,
     conn: ConnectionDep,
     settings: SettingsDep,
-    principal: PrincipalDep,
+    grant: GrantDep,
     bbox: Annotated[str | None, Query(max_length=200, description="minx,miny,maxx,maxy")] = None,
     bbox_crs: Annotated[str | None, Query(alias="bbox-crs", max_length=100)] = None,
     limit: Limit = geo_collections.DEFAULT_LIMIT,
@@ -287,7 +274,7 @@ def get_items(
             request,
             conn,
             settings,
-            principal,
+            grant,
             RECORD_COLLECTIONS[collectionId],
             force=force,
             bbox=bbox,
@@ -301,6 +288,7 @@ def get_items(
         request,
         conn,
         settings,
+        grant,
         collectionId,
         feature_id=None,
         bbox=bbox,
@@ -353,7 +341,7 @@ def get_item(
     request: Request,
     conn: ConnectionDep,
     settings: SettingsDep,
-    _principal: PrincipalDep,
+    grant: GrantDep,
     crs: Annotated[str | None, Query(max_length=100)] = None,
     period: Annotated[str | None, Query(max_length=40)] = None,
     baseline: Annotated[str | None, Query(max_length=40)] = None,
@@ -369,6 +357,7 @@ def get_item(
         request,
         conn,
         settings,
+        grant,
         collectionId,
         feature_id=featureId,
         bbox=None,
@@ -406,7 +395,7 @@ def _record_items(
     request: Request,
     conn: Any,
     settings: Settings,
-    principal: Principal,
+    grant: Grant,
     coll: RecordCollection,
     *,
     force: str | None,
@@ -417,13 +406,16 @@ def _record_items(
     limit: int,
     offset: int,
 ) -> Response:
-    code = _record_access(principal, force)
+    # The grant names the analyst's own force; asking for another was refused before this ran.
+    code = grant.force_code
+    assert code is not None
     out_crs = geo_collections.parse_crs(crs)
     box = geo_collections.parse_bbox(bbox, geo_collections.parse_crs(bbox_crs, "bbox-crs"))
     chosen = period_or_baseline(settings, period)
     features, matched = record_page(
         conn, coll, force_code=code, period=chosen, crs=out_crs, limit=limit, offset=offset, bbox=box
     )
+    grant.returned(len(features))
     base = f"{_base(request)}/collections/{coll.id}/items"
     query = {k: v for k, v in request.query_params.items() if k != "offset"}
     links = [{"href": f"{base}?{urlencode({**query, 'offset': offset})}", "rel": "self", "type": GEOJSON}]

@@ -11,11 +11,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from app.deps import ConnectionDep, PrincipalDep, SettingsDep
+from app.deps import ConnectionDep, GrantDep, SettingsDep
 from geo import collections as geo_collections
 from geo import tiles
+from geo.records import POINT_MIN_ZOOM, RECORD_COLLECTIONS, RecordCollection, render_points
 from geo.versions import store_version
-from harm_index.disclosure import Disclosure
 from harm_index.features import METRICS, VALUE_TABLES, area_values
 from harm_index.periods import period_or_baseline
 from harm_index.weights import load_scheme
@@ -42,17 +42,34 @@ def get_tile(
     request: Request,
     conn: ConnectionDep,
     settings: SettingsDep,
-    _principal: PrincipalDep,
+    grant: GrantDep,
     period: Annotated[str | None, Query(max_length=40)] = None,
     scheme: Annotated[str, Query(max_length=60, pattern=r"^[A-Za-z0-9_.-]+$")] = "ons-css",
     metric: Annotated[str, Query(description=f"one of {', '.join(METRICS)}")] = "harm_rate",
 ) -> Response:
-    """One tile; 204 when it holds nothing."""
-    coll = geo_collections.collection(collectionId)
+    """One tile; 204 when it holds nothing.
+
+    Record collections (points) are an analyst's own force's, from zoom 12, never in shared caches.
+    """
     tiles.check_tile(z, x, y)
     chosen = period_or_baseline(settings, period)
+    if collectionId in RECORD_COLLECTIONS:
+        assert grant.force_code is not None  # a records grant always names the analyst's force
+        body, count = render_points(
+            conn, RECORD_COLLECTIONS[collectionId], force_code=grant.force_code, period=chosen, z=z, x=x, y=y
+        )
+        grant.returned(count)
+        private = {"Cache-Control": "private, no-store", "X-Protective-Marking": "OFFICIAL-SENSITIVE"}
+        return (
+            Response(body, media_type=MVT, headers=private)
+            if body
+            else Response(status_code=204, headers=private)
+        )
+    coll = geo_collections.collection(collectionId)
     version = store_version(conn, *VALUE_TABLES)
-    parts = [version, coll.id, str(z), str(x), str(y), chosen.label, scheme, metric]
+    disclosure = grant.disclosure(settings.disclosure_threshold)
+    # Tiles with and without withheld counts differ, so the ETag says which this is.
+    parts = [version, coll.id, str(z), str(x), str(y), chosen.label, scheme, metric, str(disclosure.active)]
     etag = '"' + hashlib.sha256("|".join(parts).encode()).hexdigest()[:32] + '"'
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
     if request.headers.get("if-none-match") == etag:
@@ -63,7 +80,7 @@ def get_tile(
         period=chosen,
         scheme=load_scheme(conn, scheme),
         metric=metric,
-        disclosure=Disclosure(settings.disclosure_threshold),
+        disclosure=disclosure,
         version=version,
     )
     body = tiles.render(conn, coll, z, x, y, values.metrics)
@@ -77,11 +94,14 @@ def tilejson(
     collectionId: str,  # noqa: N803
     request: Request,
     conn: ConnectionDep,
-    _principal: PrincipalDep,
+    grant: GrantDep,
     period: Annotated[str | None, Query(max_length=40)] = None,
     metric: Annotated[str, Query(description=f"one of {', '.join(METRICS)}")] = "harm_rate",
 ) -> dict[str, Any]:
     """TileJSON 3.0.0: the tile URL, zoom range, bounds and the layer's fields."""
+    if collectionId in RECORD_COLLECTIONS:
+        grant.returned(0)  # its description, no records
+        return _record_tilejson(request, RECORD_COLLECTIONS[collectionId], period)
     coll = geo_collections.collection(collectionId)
     if metric not in METRICS:
         raise InvalidParameterError("metric", f"{metric!r} is not a metric", allowed=list(METRICS))
@@ -107,6 +127,27 @@ def tilejson(
                     **dict.fromkeys(tiles.TILE_ATTRIBUTES, "Number"),
                 },
                 "minzoom": tiles.MIN_ZOOM,
+                "maxzoom": tiles.MAX_ZOOM,
+            }
+        ],
+    }
+
+
+def _record_tilejson(request: Request, coll: RecordCollection, period: str | None) -> dict[str, Any]:
+    base = str(request.base_url).rstrip("/")
+    query = f"?period={period}" if period else ""
+    return {
+        "tilejson": "3.0.0",
+        "name": coll.title,
+        "description": coll.description + " OFFICIAL-SENSITIVE: your force's records only.",
+        "tiles": [f"{base}/tiles/{coll.id}/{{z}}/{{x}}/{{y}}.mvt{query}"],
+        "minzoom": POINT_MIN_ZOOM,
+        "maxzoom": tiles.MAX_ZOOM,
+        "vector_layers": [
+            {
+                "id": coll.id,
+                "fields": {c: "Boolean" if c == "synthetic" else "String" for c in coll.columns},
+                "minzoom": POINT_MIN_ZOOM,
                 "maxzoom": tiles.MAX_ZOOM,
             }
         ],

@@ -94,6 +94,18 @@ function fillLevels() {
   group.value = [...group.options].some((o) => o.value === previousGroup) ? previousGroup : group.options[0].value;
 }
 
+// Layers drawn from force-held data (calls, trauma) list the forces this key may see them for.
+function markAvailable() {
+  const force = $("force").value;
+  for (const o of $("layer").options) {
+    const spec = state.catalog.layers.find((l) => l.id === o.value);
+    const open = spec.forces === null || spec.forces.includes(force);
+    o.disabled = !open;
+    o.textContent = open ? spec.title : `${spec.title} (needs an analyst key of this force or a lead key)`;
+  }
+  if ($("layer").selectedOptions[0]?.disabled) $("layer").value = "harm_rate";
+}
+
 function currentSpec() {
   return state.catalog.layers.find((l) => l.id === $("layer").value);
 }
@@ -317,7 +329,8 @@ async function download(kind) {
 
 async function main() {
   $("token").value = token();
-  $("token").addEventListener("change", (e) => { sessionStorage.setItem("harmmap-token", e.target.value); refresh(); });
+  // What a key may see changes the catalogue (force-held layers), so a new key reloads the page.
+  $("token").addEventListener("change", (e) => { sessionStorage.setItem("harmmap-token", e.target.value); location.reload(); });
   try {
     state.catalog = await api("/map/catalog");
   } catch (error) {
@@ -328,12 +341,13 @@ async function main() {
   const catalog = state.catalog;
   for (const f of catalog.forces) option($("force"), f.code, `${f.name} (${f.code})`);
   for (const l of catalog.layers) option($("layer"), l.id, l.title);
+  markAvailable();
   for (let k = catalog.classes.min; k <= catalog.classes.max; k++) option($("k"), String(k), String(k));
   $("k").value = "5";
   fillLevels();
   fillPeriods();
   await buildMap();
-  $("force").addEventListener("change", () => { fillPeriods(); refresh(); });
+  $("force").addEventListener("change", () => { markAvailable(); fillLevels(); fillPeriods(); refresh(); });
   $("layer").addEventListener("change", () => { fillLevels(); refresh(); });
   for (const id of ["level", "period", "group", "classes", "k"]) $(id).addEventListener("change", refresh);
   $("area-search").addEventListener("change", (e) => {
