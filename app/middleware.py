@@ -24,7 +24,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.errors import PROBLEM_BASE, PROBLEM_JSON, RETRY_AFTER_S, problem
 from harmmap import audit
 from harmmap.access import Grant
-from harmmap.errors import PayloadTooLargeError
 from harmmap.settings import Settings
 
 access_log = logging.getLogger("harmmap.access")
@@ -86,7 +85,7 @@ class Edge:
         credentialed = "x-api-key" in request_headers or "authorization" in request_headers
         status = 500
 
-        async def stamped(message: Message) -> None:
+        async def forward(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
@@ -106,28 +105,46 @@ class Edge:
 
         declared = request_headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > cap):
-            response = _too_large(rid, path, cap, declared)
-            await response(scope, receive, stamped)
+            await _too_large(rid, path, cap, declared)(scope, receive, forward)
             self._log(scope, state, status, started)
             return
 
+        # A body that grows past the cap as it streams: the app is told the client went away, and
+        # whatever it answers is replaced by the 413.
         received = 0
+        exceeded = False
+        answered = False
 
         async def capped() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
+            if exceeded:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > cap:
-                    raise PayloadTooLargeError(
-                        f"the request body is over the {cap:,}-byte limit; nothing was kept",
-                        parameter="body",
-                    )
+                    exceeded = True
+                    return {"type": "http.disconnect"}
             return message
+
+        async def stamped(message: Message) -> None:
+            nonlocal answered
+            if exceeded:
+                if message["type"] == "http.response.start" and not answered:
+                    answered = True
+                    await _too_large(rid, path, cap, f"over {cap}")(scope, receive, forward)
+                return
+            await forward(message)
 
         try:
             await self.app(scope, capped, stamped)
+        except Exception:
+            if not exceeded:
+                raise
         finally:
+            if exceeded and not answered:
+                answered = True
+                await _too_large(rid, path, cap, f"over {cap}")(scope, receive, forward)
             self._log(scope, state, status, started)
 
     def _csp(self, path: str) -> str:

@@ -7,20 +7,22 @@ cut down to safe characters and never used as a path.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request, UploadFile
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
 from app.deps import EngineDep, GrantDep
 from harmmap.access import check_force_code
-from harmmap.errors import InvalidParameterError
+from harmmap.errors import DataFileError, InvalidParameterError
 from ingest.batch import IngestReport, ingest_file
 from ingest.sources import SOURCES, source_kind
 
@@ -75,7 +77,11 @@ def _load(
         with path.open("wb") as out:
             shutil.copyfileobj(upload.file, out, 1 << 20)
         size = path.stat().st_size
-        report = ingest_file(engine, path, kind.make(), force_code=force, synthetic=synthetic)
+        try:
+            report = ingest_file(engine, path, kind.make(), force_code=force, synthetic=synthetic)
+        except DataFileError as exc:
+            # Name the file as the client did: the server's temporary path is nobody's business.
+            raise DataFileError([dataclasses.replace(p, file=name) for p in exc.problems]) from None
     return report, size
 
 
