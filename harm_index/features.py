@@ -83,6 +83,11 @@ _VALUES_CACHE: dict[tuple[object, ...], AreaValues] = {}
 VALUE_TABLES = ("areas", "census2021_ethnicity", "harm_totals", "harm_keys")
 
 
+def _check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise InvalidParameterError("metric", f"{metric[:40]!r} is not a metric", allowed=list(METRICS))
+
+
 def area_values(
     conn: Connection,
     coll: Collection,
@@ -100,6 +105,7 @@ def area_values(
 
     ``version`` is ``store_version(conn, *VALUE_TABLES)`` when the caller has already read it.
     """
+    _check_metric(metric)
     key = (
         version or store_version(conn, *VALUE_TABLES),
         coll.id,
@@ -168,8 +174,7 @@ def feature_page(
     feature_id: str | None = None,
 ) -> FeaturePage:
     """Features ``offset`` .. ``offset + limit`` of the collection, in ``crs``, with harm properties."""
-    if metric not in METRICS:
-        raise InvalidParameterError("metric", f"{metric!r} is not a metric", allowed=list(METRICS))
+    _check_metric(metric)
     allowed = allowed_properties(coll)
     for name in properties or []:
         if name not in allowed:

@@ -58,14 +58,24 @@ class AuditRow:
     rows: int | None
 
 
+def _storable(value: str) -> str:
+    """Text jsonb can hold: NUL and unpaired surrogates (hostile input has both) become escapes."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 def clean_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """Parameters fit for the log: secrets dropped, long values cut."""
+    """Parameters fit for the log: secrets dropped, long values cut, unstorable characters escaped."""
     kept: dict[str, Any] = {}
-    for name, value in parameters.items():
+    for raw_name, value in parameters.items():
+        name = _storable(str(raw_name))
         if name.lower() in SECRET_PARAMETERS:
             kept[name] = "[not logged]"
-        elif isinstance(value, str) and len(value) > MAX_PARAMETER_CHARS:
-            kept[name] = value[:MAX_PARAMETER_CHARS] + "..."
+        elif isinstance(value, Mapping):
+            kept[name] = clean_parameters(value)
+        elif isinstance(value, str):
+            text_value = _storable(value)
+            cut = len(text_value) > MAX_PARAMETER_CHARS
+            kept[name] = text_value[:MAX_PARAMETER_CHARS] + "..." if cut else text_value
         else:
             kept[name] = value
     return kept
@@ -88,8 +98,8 @@ def record(conn: Connection, entry: AuditEntry) -> int:
                 "role": str(entry.principal.role),
                 "force": entry.principal.force_code,
                 "action": entry.action,
-                "method": entry.method,
-                "endpoint": entry.endpoint,
+                "method": _storable(entry.method),
+                "endpoint": _storable(entry.endpoint)[:MAX_PARAMETER_CHARS],
                 "params": json.dumps(clean_parameters(entry.parameters), default=str),
                 "target": entry.target_force,
                 "status": entry.status,

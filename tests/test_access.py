@@ -394,7 +394,7 @@ def test_audit_never_logs_secrets(engine: Engine) -> None:
         "read",
         "GET",
         "/x",
-        {"token": "hm_secret", "force": HAMPSHIRE},
+        {"token": "hm_secret", "force": HAMPSHIRE, "period": "2018\x00\ud800"},
         None,
         200,
         1,
@@ -402,7 +402,7 @@ def test_audit_never_logs_secrets(engine: Engine) -> None:
     with engine.begin() as conn:
         audit.record(conn, entry)
     [row] = _audit_rows(engine, entry.request_id)
-    assert row.parameters == {"token": "[not logged]", "force": HAMPSHIRE}
+    assert row.parameters == {"token": "[not logged]", "force": HAMPSHIRE, "period": "2018\\x00\\ud800"}
 
 
 # --- limits ----------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
@@ -101,12 +102,16 @@ def tilejson(
     """TileJSON 3.0.0: the tile URL, zoom range, bounds and the layer's fields."""
     if collectionId in RECORD_COLLECTIONS:
         grant.returned(0)  # its description, no records
+        if period is not None:
+            period_or_baseline(request.app.state.settings, period)
         return _record_tilejson(request, RECORD_COLLECTIONS[collectionId], period)
     coll = geo_collections.collection(collectionId)
     if metric not in METRICS:
         raise InvalidParameterError("metric", f"{metric!r} is not a metric", allowed=list(METRICS))
+    if period is not None:
+        period_or_baseline(request.app.state.settings, period)  # a 422 naming it, never echoed unchecked
     base = str(request.base_url).rstrip("/")
-    query = "&".join(f"{k}={v}" for k, v in (("period", period), ("metric", metric)) if v)
+    query = urlencode([(k, v) for k, v in (("period", period), ("metric", metric)) if v])
     bounds = geo_collections.extent(conn, coll) or [-180.0, -85.0, 180.0, 85.0]
     return {
         "tilejson": "3.0.0",
@@ -135,7 +140,7 @@ def tilejson(
 
 def _record_tilejson(request: Request, coll: RecordCollection, period: str | None) -> dict[str, Any]:
     base = str(request.base_url).rstrip("/")
-    query = f"?period={period}" if period else ""
+    query = f"?{urlencode({'period': period})}" if period else ""
     return {
         "tilejson": "3.0.0",
         "name": coll.title,
