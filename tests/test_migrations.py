@@ -36,6 +36,8 @@ TABLES = {
     "harm_counts",
     "harm_totals",
     "store_versions",
+    "api_keys",
+    "audit_log",
     "labels",
     "census2021_ethnicity",
 }

@@ -54,7 +54,9 @@ def page(browser: Browser, map_server: str, api_keys: dict[str, str]) -> Iterato
         "request",
         lambda r: (
             keyless.append(r.url)
-            if r.url.startswith(map_server) and "x-api-key" not in r.headers and "/map/" not in r.url
+            if r.url.startswith(map_server)
+            and r.resource_type not in ("document", "script", "stylesheet")
+            and "x-api-key" not in r.headers
             else None
         ),
     )

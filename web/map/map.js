@@ -328,6 +328,8 @@ async function download(kind) {
 }
 
 async function main() {
+  // The controls never submit (no inline handler: the page's CSP allows no inline script).
+  $("controls").addEventListener("submit", (e) => e.preventDefault());
   $("token").value = token();
   // What a key may see changes the catalogue (force-held layers), so a new key reloads the page.
   $("token").addEventListener("change", (e) => { sessionStorage.setItem("harmmap-token", e.target.value); location.reload(); });
