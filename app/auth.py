@@ -217,7 +217,7 @@ def authorize_request(request: Request) -> Grant:
     try:
         grant = authorize(principal, resource, force, pilot_forces=settings.pilot_forces, export=rule.export)
     except ForbiddenError:
-        state.denied = (principal, resource, force)
+        state.denied = (principal, force)
         raise
     state.grant = grant
     return grant

@@ -208,7 +208,7 @@ def _audit_entry(request: Request, status: int) -> audit.AuditEntry | None:
             grant.force_code, status, grant.rows,
         )  # fmt: skip
     if denied is not None:
-        principal, _resource, force = denied
+        principal, force = denied
         return audit.AuditEntry(
             request_id, principal, "denied", request.method, request.url.path, parameters, force, status, None
         )

@@ -8,13 +8,14 @@ from fastapi import Path, Query
 from pydantic import AfterValidator
 
 from geo.levels import AreaLevel
+from harmmap.access import check_force_code
 
 
 def _force_code(value: str) -> str:
-    value = value.strip().upper()
-    if not AreaLevel.FORCE.code_pattern.match(value):
-        raise ValueError("must be a police force area GSS code: E23 or W15 and six digits, e.g. E23000030")
-    return value
+    # InvalidParameterError is a ValueError, so pydantic reports it as this parameter's 422.
+    code = check_force_code(value)
+    assert code is not None
+    return code
 
 
 def _lad_code(value: str) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx2 as httpx
 
+from harmmap import db
 from harmmap.access import Role
 from harmmap.keys import create_key
 from harmmap.settings import get_settings
@@ -67,8 +68,6 @@ def _wait_ok(url: str, seconds: float) -> None:
 def run(seconds: int, restart_at: int, users: int, database_url: str | None) -> dict[str, Any]:
     """Serve, load, restart PostgreSQL mid-run, and summarise locust's history."""
     settings = get_settings(**({"database_url": database_url} if database_url else {}))
-    from harmmap import db
-
     engine = db.create_db_engine(settings)
     with engine.begin() as conn:
         key = create_key(conn, Role.LEAD, None, "load run").token

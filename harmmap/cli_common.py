@@ -30,16 +30,14 @@ def fail(exc: HarmmapError) -> typer.Exit:
 
 def force_code(value: str) -> str:
     """A police force area GSS code, upper-cased; anything else ends the command."""
-    from geo.levels import AreaLevel
+    from harmmap.access import check_force_code
 
-    code = value.strip().upper()
-    if not AreaLevel.FORCE.code_pattern.match(code):
-        typer.secho(
-            f"harmmap: --force {value!r} is not a police force area GSS code (E23 or W15 + 6 digits)",
-            fg="red",
-            err=True,
-        )
-        raise typer.Exit(2)
+    try:
+        code = check_force_code(value, "--force")
+    except HarmmapError as exc:
+        typer.secho(f"harmmap: --force {value!r} {exc.detail}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    assert code is not None
     return code
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
@@ -68,8 +69,8 @@ def _summary(report: IngestReport, size: int) -> dict[str, Any]:
 
 
 def _load(
-    engine: Any, upload: UploadFile, name: str, kind_name: str, force: str | None, synthetic: bool
-) -> Any:
+    engine: Engine, upload: UploadFile, name: str, kind_name: str, force: str | None, synthetic: bool
+) -> tuple[IngestReport, int]:
     kind = source_kind(kind_name)
     with tempfile.TemporaryDirectory(prefix="harmmap-upload-") as folder:
         path = Path(folder) / name

@@ -95,21 +95,20 @@ def tilejson(
     collectionId: str,  # noqa: N803
     request: Request,
     conn: ConnectionDep,
+    settings: SettingsDep,
     grant: GrantDep,
     period: Annotated[str | None, Query(max_length=40)] = None,
     metric: Annotated[str, Query(description=f"one of {', '.join(METRICS)}")] = "harm_rate",
 ) -> dict[str, Any]:
     """TileJSON 3.0.0: the tile URL, zoom range, bounds and the layer's fields."""
+    if period is not None:
+        period_or_baseline(settings, period)  # a 422 naming it: never echoed into the URL unchecked
     if collectionId in RECORD_COLLECTIONS:
         grant.returned(0)  # its description, no records
-        if period is not None:
-            period_or_baseline(request.app.state.settings, period)
         return _record_tilejson(request, RECORD_COLLECTIONS[collectionId], period)
     coll = geo_collections.collection(collectionId)
     if metric not in METRICS:
         raise InvalidParameterError("metric", f"{metric!r} is not a metric", allowed=list(METRICS))
-    if period is not None:
-        period_or_baseline(request.app.state.settings, period)  # a 422 naming it, never echoed unchecked
     base = str(request.base_url).rstrip("/")
     query = urlencode([(k, v) for k, v in (("period", period), ("metric", metric)) if v])
     bounds = geo_collections.extent(conn, coll) or [-180.0, -85.0, 180.0, 85.0]
