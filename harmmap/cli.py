@@ -55,6 +55,8 @@ def serve(
         port=settings.port,
         log_level=settings.log_level,
         log_config=logging_config(settings),
+        # harmmap.access logs each request once, with its id; uvicorn's own line would repeat it.
+        access_log=False,
         proxy_headers=False,
         timeout_graceful_shutdown=settings.graceful_shutdown_s,
     )

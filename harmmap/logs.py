@@ -36,7 +36,6 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         },
         "root": {"handlers": ["stderr"], "level": level},
         "loggers": {
-            # harmmap.access logs every request with its id; uvicorn's own access line would repeat it.
             "uvicorn.access": {"level": "WARNING"},
             "uvicorn.error": {"level": level},
             "uvicorn": {"level": level},
