@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
 import shapely
 from sqlalchemy import Connection, text
 
@@ -27,15 +29,17 @@ ObjectArray = npt.NDArray[np.object_]
 
 @dataclass(frozen=True)
 class Assignment:
-    """Areas for each input record; ``located`` is False where no area could be found."""
+    """Areas for each input record, as indexes into the assigner's LSOA lists (-1 where not located)."""
 
-    located: npt.NDArray[np.bool_]
-    lsoa11_code: ObjectArray
-    lsoa21_code: ObjectArray
-    ward_code: ObjectArray
-    lad_code: ObjectArray
-    force_code: ObjectArray
+    lsoa11: IndexArray
+    lsoa21: IndexArray
     h3: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
+
+    @property
+    def located(self) -> npt.NDArray[np.bool_]:
+        """Records placed in both LSOA editions (and so in a ward, LAD and force)."""
+        located: npt.NDArray[np.bool_] = (self.lsoa11 != OUTSIDE) & (self.lsoa21 != OUTSIDE)
+        return located
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,11 @@ class Assigner:
 
     @classmethod
     def from_store(cls, conn: Connection) -> Assigner:
-        """Build (or reuse) the assigner for the areas currently in the store."""
+        """Build (or reuse) the assigner for the areas currently in the store.
+
+        The point index is kept in ``point_index`` for each version of the areas, so only the first load
+        after a boundary change builds it; ``conn`` must then be able to write (its transaction keeps it).
+        """
         fingerprint = store_version(conn, "areas", "lookup_lsoa11_lsoa21", "lookup_lsoa21_ward")
         cached = _CACHE.get(fingerprint)
         if cached is None:
@@ -75,6 +83,9 @@ class Assigner:
                 "WHERE level = 'lsoa21' ORDER BY code"
             )
         ).all()
+        lsoa11, lsoa21 = _point_indexes(
+            conn, fingerprint, _polygons([r[1] for r in l11]), _polygons([r[1] for r in l21])
+        )
         pairs = conn.execute(
             text(
                 """
@@ -107,8 +118,8 @@ class Assigner:
             to11[p21[order][first21]] = p11[order][first21]
         return cls(
             fingerprint=fingerprint,
-            lsoa11=PolygonIndex.build(_polygons([r[1] for r in l11])),
-            lsoa21=PolygonIndex.build(_polygons([r[1] for r in l21])),
+            lsoa11=lsoa11,
+            lsoa21=lsoa21,
             lsoa11_codes=codes11,
             lsoa21_codes=codes21,
             lsoa21_ward=np.array([r[2] for r in l21], dtype=object),
@@ -151,26 +162,53 @@ class Assigner:
 
     def _areas(self, i11: IndexArray, i21: IndexArray, h3: dict[str, npt.NDArray[np.int64]]) -> Assignment:
         located = (i11 != OUTSIDE) & (i21 != OUTSIDE)
-        safe11, safe21 = np.maximum(i11, 0), np.maximum(i21, 0)
-
-        def pick(values: ObjectArray, index: IndexArray) -> ObjectArray:
-            out = values[index] if len(values) else np.full(len(index), None, dtype=object)
-            out = out.astype(object)
-            out[~located] = None
-            return out
-
         return Assignment(
-            located=located,
-            lsoa11_code=pick(self.lsoa11_codes, safe11),
-            lsoa21_code=pick(self.lsoa21_codes, safe21),
-            ward_code=pick(self.lsoa21_ward, safe21),
-            lad_code=pick(self.lsoa21_lad, safe21),
-            force_code=pick(self.lsoa21_force, safe21),
+            lsoa11=np.where(located, i11, OUTSIDE).astype(np.int32),
+            lsoa21=np.where(located, i21, OUTSIDE).astype(np.int32),
             h3=h3,
         )
 
+    def area_columns(self, lsoa11: IndexArray, lsoa21: IndexArray) -> dict[str, pa.Array]:
+        """The code columns for assigned LSOA indexes; null where an index is -1."""
+        columns = {}
+        for name, codes, index in (
+            ("lsoa11_code", self.lsoa11_codes, lsoa11),
+            ("lsoa21_code", self.lsoa21_codes, lsoa21),
+            ("ward_code", self.lsoa21_ward, lsoa21),
+            ("lad_code", self.lsoa21_lad, lsoa21),
+            ("force_code", self.lsoa21_force, lsoa21),
+        ):
+            # take() over Arrow strings: no Python object per row, which cost ~0.5 s a million rows.
+            table = pa.array(codes, pa.string()) if len(codes) else pa.nulls(1, pa.string())
+            columns[name] = table.take(pa.array(index, pa.int32(), mask=index == OUTSIDE))
+        return columns
+
 
 _CACHE: dict[str, Assigner] = {}
+
+
+def _point_indexes(
+    conn: Connection, fingerprint: str, polygons11: ObjectArray, polygons21: ObjectArray
+) -> tuple[PolygonIndex, PolygonIndex]:
+    """The two editions' point indexes: as stored for this version of the areas, else built and stored."""
+    stored = conn.execute(
+        text("SELECT arrays FROM point_index WHERE fingerprint = :f"), {"f": fingerprint}
+    ).scalar()
+    if stored is not None:
+        with np.load(io.BytesIO(stored), allow_pickle=False) as arrays:
+            return (
+                PolygonIndex.from_arrays(polygons11, arrays, "lsoa11_"),
+                PolygonIndex.from_arrays(polygons21, arrays, "lsoa21_"),
+            )
+    lsoa11, lsoa21 = PolygonIndex.build(polygons11), PolygonIndex.build(polygons21)
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **lsoa11.arrays("lsoa11_"), **lsoa21.arrays("lsoa21_"))
+    conn.execute(text("DELETE FROM point_index WHERE fingerprint <> :f"), {"f": fingerprint})
+    conn.execute(
+        text("INSERT INTO point_index (fingerprint, arrays) VALUES (:f, :a) ON CONFLICT DO NOTHING"),
+        {"f": fingerprint, "a": buffer.getvalue()},
+    )
+    return lsoa11, lsoa21
 
 
 def _polygons(wkb: list[bytes]) -> npt.NDArray[np.object_]:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from sqlalchemy import Connection
 
+from geo.assign import Assigner
 from geo.boundaries import CheckedLayer, LayerReport, check_layer, stage_and_upsert
+from geo.levels import AreaLevel
 from geo.lookups import (
     CheckedLookup,
     LookupReport,
@@ -76,4 +78,8 @@ def load_boundaries(conn: Connection, manifest_path: Path, progress: Progress = 
         if {lk.spec.kind for lk in lookups} >= {"lsoa11_lsoa21", "lsoa21_ward"}:
             progress("deriving lsoa11 -> ward")
             report.lookups.append(derive_lsoa11_ward(conn))
+    if {layer.spec.level for layer in layers} & {AreaLevel.LSOA11, AreaLevel.LSOA21}:
+        # Built now, while boundaries are being set up, so the first ingest does not wait for it.
+        progress("indexing LSOA polygons for point assignment")
+        Assigner.from_store(conn)
     return report

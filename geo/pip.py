@@ -7,6 +7,7 @@ with ``shapely.contains_xy`` against that cell's few candidate polygons. No poin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -81,6 +82,28 @@ class PolygonIndex:
             resolution=resolution,
         )
 
+    def arrays(self, prefix: str) -> dict[str, npt.NDArray[Any]]:
+        """The index's cell arrays, named with ``prefix``, for storing (the polygons are kept apart)."""
+        return {f"{prefix}{name}": getattr(self, name) for name in _ARRAYS}
+
+    @classmethod
+    def from_arrays(
+        cls, polygons: npt.NDArray[np.object_], arrays: Mapping[str, npt.NDArray[Any]], prefix: str
+    ) -> PolygonIndex:
+        """The index ``arrays`` stored for these ``polygons`` (in the same order)."""
+        shapely.prepare(polygons)
+        interior_cells, edge_cells = arrays[f"{prefix}interior_cells"], arrays[f"{prefix}edge_cells"]
+        return cls(
+            polygons=polygons,
+            interior_cells=interior_cells,
+            interior_owner=arrays[f"{prefix}interior_owner"],
+            edge_cells=edge_cells,
+            edge_indptr=arrays[f"{prefix}edge_indptr"],
+            edge_polygons=arrays[f"{prefix}edge_polygons"],
+            interior_lookup=pd.Index(interior_cells),
+            edge_lookup=pd.Index(edge_cells),
+        )
+
     def locate(self, cells: CellArray, lon: FloatArray, lat: FloatArray) -> IndexArray:
         """Index of the polygon containing each point, or -1; ``cells`` are the points' H3 cells."""
         found = np.full(len(cells), OUTSIDE, dtype=np.int32)
@@ -103,6 +126,9 @@ class PolygonIndex:
         winners = pair_point[inside][::-1]
         found[winners] = pair_polygon[inside][::-1]
         return found
+
+
+_ARRAYS = ("interior_cells", "interior_owner", "edge_cells", "edge_indptr", "edge_polygons")
 
 
 def _find(index: pd.Index, cells: CellArray) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:

@@ -10,6 +10,7 @@ import pyarrow as pa
 from pyproj import Transformer
 
 from geo.h3cells import H3_RESOLUTIONS
+from geo.pip import OUTSIDE
 from ingest.batch import LoadContext
 from ingest.fields import FloatArray, Mask, Rejects, numbers, quoted
 
@@ -109,15 +110,14 @@ def locate(
 
     point_rows = np.flatnonzero(~rejects.rejected & ~by_code)
     code_rows = np.flatnonzero(~rejects.rejected & by_code)
-    columns: dict[str, npt.NDArray[np.object_]] = {
-        name: np.full(n, None, dtype=object)
-        for name in ("lsoa11_code", "lsoa21_code", "ward_code", "lad_code", "force_code")
-    }
+    assigner = ctx.assigner
+    lsoa11 = np.full(n, OUTSIDE, dtype=np.int32)
+    lsoa21 = np.full(n, OUTSIDE, dtype=np.int32)
     h3 = {f"h3_{r}": np.zeros(n, dtype=np.int64) for r in H3_RESOLUTIONS}
     located = np.zeros(n, dtype=bool)
     if len(point_rows):
-        got = ctx.assigner.assign_points(lon[point_rows], lat[point_rows])
-        _put(columns, point_rows, got)
+        got = assigner.assign_points(lon[point_rows], lat[point_rows])
+        lsoa11[point_rows], lsoa21[point_rows] = got.lsoa11, got.lsoa21
         located[point_rows] = got.located
         for name, cells in got.h3.items():
             h3[name][point_rows] = cells
@@ -131,9 +131,8 @@ def locate(
         )
     if len(code_rows) and lsoa11_codes is not None:
         codes = lsoa11_codes[code_rows]
-        assigner = ctx.assigner
         got = assigner.assign_lsoa_codes(codes) if any_lsoa_edition else assigner.assign_lsoa11_codes(codes)
-        _put(columns, code_rows, got)
+        lsoa11[code_rows], lsoa21[code_rows] = got.lsoa11, got.lsoa21
         located[code_rows] = got.located
         missed = np.zeros(n, dtype=bool)
         missed[code_rows] = ~got.located
@@ -147,15 +146,15 @@ def locate(
                 " is not in the loaded force areas",
             ),
         )
+    areas = assigner.area_columns(lsoa11, lsoa21)
     if ctx.force_code is not None:
-        elsewhere = located & (columns["force_code"] != ctx.force_code)
+        force = np.asarray(areas["force_code"].to_numpy(zero_copy_only=False), dtype=object)
+        elsewhere = located & (force != ctx.force_code)
         rejects.add(
             elsewhere,
             coords.x_field if coords else lsoa_field,
             "outside_force",
-            _msg(
-                "is in force ", columns["force_code"], f", not the declared {ctx.force_code}", mask=elsewhere
-            ),
+            _msg("is in force ", force, f", not the declared {ctx.force_code}", mask=elsewhere),
         )
 
     point = ~by_code
@@ -163,14 +162,9 @@ def locate(
         "lon": pa.array(np.where(point, lon, np.nan), pa.float64(), mask=~point | np.isnan(lon)),
         "lat": pa.array(np.where(point, lat, np.nan), pa.float64(), mask=~point | np.isnan(lat)),
         "location_source": pa.array(np.where(by_code, "lsoa_code", "point"), pa.string()),
-        **{name: pa.array(values, pa.string()) for name, values in columns.items()},
+        **areas,
         **{name: pa.array(cells, pa.int64(), mask=~(located & point)) for name, cells in h3.items()},
     }
-
-
-def _put(columns: dict[str, npt.NDArray[np.object_]], rows: npt.NDArray[np.int64], got: object) -> None:
-    for name in columns:
-        columns[name][rows] = getattr(got, name)
 
 
 def _between(values: FloatArray, bounds: tuple[float, float]) -> Mask:

@@ -38,6 +38,7 @@ TABLES = {
     "store_versions",
     "api_keys",
     "audit_log",
+    "point_index",
     "labels",
     "census2021_ethnicity",
 }
