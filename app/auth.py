@@ -129,6 +129,7 @@ class Authenticator:
                     audience=settings.oidc_audience,
                     role_claim=settings.oidc_role_claim,
                     force_claim=settings.oidc_force_claim,
+                    refresh_cooldown_s=settings.oidc_refresh_cooldown_s,
                 )
             )
             if settings.oidc_jwks_url and settings.oidc_issuer and settings.oidc_audience

@@ -28,14 +28,23 @@ class OidcConfig:
     force_claim: str = "harmmap_force"
     algorithms: tuple[str, ...] = ("RS256", "ES256")
     leeway_s: int = 30
+    # An unknown key id re-fetches the JWKS at most this often, so a flood of made-up key ids cannot
+    # hammer the identity provider; a newly rotated key can wait this long to be seen.
+    refresh_cooldown_s: float = 30.0
 
 
 class OidcVerifier:
-    """Validates bearer tokens; the JWKS is fetched once and re-fetched for an unknown key id."""
+    """Validates bearer tokens; the JWKS is cached for 5 minutes and re-fetched for an unknown key id."""
 
     def __init__(self, config: OidcConfig) -> None:
         self.config = config
-        self._jwks = jwt.PyJWKClient(config.jwks_url, cache_keys=True, lifespan=300, timeout=5)
+        self._jwks = jwt.PyJWKClient(
+            config.jwks_url,
+            cache_keys=True,
+            lifespan=300,
+            timeout=5,
+            cooldown_duration=config.refresh_cooldown_s,
+        )
 
     def principal(self, token: str) -> Principal:
         """The principal a valid token names; UnauthenticatedError saying why otherwise."""

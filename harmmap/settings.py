@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     oidc_audience: str | None = None
     oidc_role_claim: str = "harmmap_role"
     oidc_force_claim: str = "harmmap_force"
+    oidc_refresh_cooldown_s: float = Field(default=30.0, ge=0)
     # Limits. Rates use the `limits` notation, per key (per client address when anonymous).
     rate_limit: str = "600/minute;60/second"
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
