@@ -50,8 +50,13 @@ def area_summary(
     scheme: Scheme,
     source: str = "police_uk_street",
     disclosure: Disclosure | None = None,
+    force_code: str | None = None,
 ) -> AreaSummary:
-    """The area's month-by-month harm and counts by category over ``period``, against ``baseline``."""
+    """The area's month-by-month harm and counts by category over ``period``, against ``baseline``.
+
+    ``force_code``, when given, is a filter as everywhere else: an area of another force is not found.
+    (The disclosure rule a caller chose for that force must never reach another force's figures.)
+    """
     if level not in LEVELS:
         raise InvalidParameterError("level", f"{level!r} is not a census level", allowed=list(LEVELS))
     disclosure = disclosure or Disclosure()
@@ -64,6 +69,8 @@ def area_summary(
     ).one_or_none()
     if area is None:
         raise NotFoundError(f"no {level} has code {code}", parameter="code")
+    if force_code is not None and area.force_code != force_code:
+        raise NotFoundError(f"{level} {code} is not in force {force_code}", parameter="code")
     weights = scheme.by_kind("police_uk_category" if source == "police_uk_street" else "ho_offence_code")
     first = min(period.start, baseline.start)
     last = max(period.end_exclusive, baseline.end_exclusive)

@@ -6,6 +6,7 @@ docstring, not computed by calling the policy, so a change to the policy shows u
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections.abc import Iterator
@@ -315,6 +316,47 @@ def test_record_tiles_hold_the_forces_points(
     features = decoded["incidents"]["features"]
     assert features and all(f["geometry"]["type"] == "Point" for f in features)
     assert {"crime_type", "month", "synthetic"} <= set(features[0]["properties"])
+
+
+def _withheld_anywhere(tile: bytes) -> tuple[int, int]:
+    """(features with harm figures, features with a count of 1 to 4) in a decoded ward tile."""
+    import mapbox_vector_tile
+
+    features = mapbox_vector_tile.decode(tile)["wards"]["features"] if tile else []
+    with_figures = [f for f in features if "incidents" in f["properties"]]
+    small = [f for f in with_figures if 0 < f["properties"]["incidents"] <= 4]
+    return len(with_figures), len(small)
+
+
+def test_an_analysts_own_force_never_unsuppresses_another_forces_figures(
+    client: TestClient, api_keys: dict[str, str], wards: dict[str, str]
+) -> None:
+    """Naming their own force must not lift disclosure control on a Hampshire tile or feature."""
+    analyst = _headers(api_keys, "analyst-west-midlands")
+    z, x, y = tile_at(*CENTRES[HAMPSHIRE], 10)
+    own = {"force": WEST_MIDLANDS, "period": DECEMBER}
+    tile = client.get(f"/tiles/wards/{z}/{x}/{y}.mvt", params=own, headers=analyst)
+    assert tile.status_code in (200, 204)
+    public = client.get(f"/tiles/wards/{z}/{x}/{y}.mvt", params={"period": DECEMBER})
+    figures, small = _withheld_anywhere(tile.content if tile.status_code == 200 else b"")
+    assert small == 0, f"{small} Hampshire wards show counts of 1-4 to a West Midlands analyst"
+    # Without the force filter the public tile carries Hampshire figures (withheld where small).
+    assert _withheld_anywhere(public.content)[0] > 0
+    assert tile.headers.get("ETag") != public.headers.get("ETag") or figures == 0
+
+    item = client.get(f"/collections/wards/items/{wards[HAMPSHIRE]}", params=own, headers=analyst)
+    if item.status_code == 200:
+        properties = item.json()["properties"]
+        assert properties.get("withheld") or not (0 < (properties.get("incidents") or 0) <= 4)
+        assert "no disclosure control" not in json.dumps(item.json())
+    else:
+        assert item.status_code in (403, 404)
+
+    summary = client.get(f"/areas/{wards[HAMPSHIRE]}/summary", params=own, headers=analyst)
+    if summary.status_code == 200:
+        assert "no disclosure control" not in json.dumps(summary.json()), "summary unsuppressed"
+    else:
+        assert summary.status_code in (403, 404, 422)
 
 
 # --- authentication --------------------------------------------------------------------------------

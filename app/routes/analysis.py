@@ -91,6 +91,7 @@ def summary(
         baseline=period_or_baseline(settings, baseline, "baseline"),
         scheme=load_scheme(conn, scheme),
         disclosure=grant.disclosure(settings.disclosure_threshold),
+        force_code=grant.force_code,
     )
     return _json(
         result,

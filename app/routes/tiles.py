@@ -69,8 +69,21 @@ def get_tile(
     coll = geo_collections.collection(collectionId)
     version = store_version(conn, *VALUE_TABLES)
     disclosure = grant.disclosure(settings.disclosure_threshold)
-    # Tiles with and without withheld counts differ, so the ETag says which this is.
-    parts = [version, coll.id, str(z), str(x), str(y), chosen.label, scheme, metric, str(disclosure.active)]
+    # An analyst's unsuppressed figures are their own force's only: with ``force`` named, the tile's other
+    # areas carry outlines and no figures. The ETag says which force and which rule the tile is under.
+    force = grant.force_code
+    parts = [
+        version,
+        coll.id,
+        str(z),
+        str(x),
+        str(y),
+        chosen.label,
+        scheme,
+        metric,
+        str(force),
+        str(disclosure.active),
+    ]
     etag = '"' + hashlib.sha256("|".join(parts).encode()).hexdigest()[:32] + '"'
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
     if request.headers.get("if-none-match") == etag:
@@ -83,6 +96,7 @@ def get_tile(
         metric=metric,
         disclosure=disclosure,
         version=version,
+        force_code=force,
     )
     body = tiles.render(conn, coll, z, x, y, values.metrics)
     if not body:
