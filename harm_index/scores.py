@@ -253,10 +253,12 @@ def _counts(
     spans = period.spans()
     # Census geographies read the totals over batches; H3 cells (not kept there) sum their batches.
     table = "harm_counts" if level.startswith("h3") else "harm_totals"
+    # Stated literally so the planner can use harm_counts' partial index (H3 level ids are 7-10).
+    h3_only = "AND h.level >= 7" if table == "harm_counts" else ""
     # Integer keys only: area ids and key ids are named from per-version caches, not joined per query.
     rows = conn.execute(
         text(
-            # table is one of two fixed names chosen above
+            # table and h3_only are fixed strings chosen above
             f"""
             SELECT h.area, h.key_id, sum(h.incidents) AS n
             FROM {table} h
@@ -264,7 +266,7 @@ def _counts(
               ON h.span = p.span AND h.period_start = p.start
             WHERE h.source = (SELECT id FROM harm_sources WHERE name = :source)
               AND h.force_code = :force
-              AND h.level = (SELECT id FROM harm_levels WHERE name = :level)
+              AND h.level = (SELECT id FROM harm_levels WHERE name = :level) {h3_only}
             GROUP BY h.area, h.key_id
             """
         ),
