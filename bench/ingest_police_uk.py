@@ -145,7 +145,8 @@ def main() -> None:
         )
     lines += [
         "",
-        "The CLI wall time includes process start and building the point-in-polygon index (~6 s).",
+        "The CLI wall time includes process start and reading the stored point-in-polygon index "
+        "(built once per boundary version, at `harmmap load boundaries`).",
         "",
     ]
     (RESULTS / "ingest_police_uk.md").write_text("\n".join(lines))
