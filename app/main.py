@@ -15,6 +15,7 @@ from app.auth import API_KEY_HEADER, ROUTE_ACCESS, Authenticator, RateLimiter, a
 from app.errors import add_exception_handlers
 from app.middleware import REQUEST_ID_HEADER, Edge, audit_requests
 from app.routes import admin, analysis, areas, exports, forces, health, maps, ogc, tiles
+from app.tilecache import TileCache
 from harmmap import __version__, db
 from harmmap.settings import Settings, get_settings
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.authenticator = Authenticator(settings)
     app.state.rate_limiter = RateLimiter(settings.rate_limit)
     app.state.route_access = dict(ROUTE_ACCESS)
+    app.state.tile_cache = TileCache(settings.tile_cache_mb * 1024 * 1024)
     add_exception_handlers(app)
     # Innermost first: the audit sees the route's outcome; Edge, outermost, sees everything.
     app.add_middleware(BaseHTTPMiddleware, dispatch=audit_requests)

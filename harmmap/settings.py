@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     log_format: Literal["json", "text"] = "json"
     graceful_shutdown_s: int = Field(default=20, ge=1, le=600)
+    # Rendered area tiles kept in memory per process, by ETag (data version, parameters, disclosure); 0: off.
+    tile_cache_mb: int = Field(default=64, ge=0, le=4096)
 
     @field_validator("database_url")
     @classmethod

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from httpx2 import Response
 from pyproj import Transformer
 from sqlalchemy import Engine, text
 
@@ -279,6 +280,45 @@ def test_the_etag_changes_when_data_is_reloaded(client: TestClient, engine: Engi
     )
     try:
         assert client.get(url).headers["etag"] != before
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM ingest_batches WHERE id = :b"), {"b": report.batch_id})
+
+
+def test_tiles_come_from_memory_until_the_data_changes(
+    client: TestClient, engine: Engine, loaded: Scheme
+) -> None:
+    import mapbox_vector_tile
+
+    def figures(response: Response) -> int:
+        if response.status_code == 204:
+            return 0
+        features = mapbox_vector_tile.decode(response.content)["wards"]["features"]
+        return sum(1 for f in features if "incidents" in f["properties"])
+
+    cache = client.app.state.tile_cache  # type: ignore[attr-defined]
+    x, y = _tile_of(-1.40, 50.90, 11)  # Southampton
+    url = f"/tiles/wards/11/{x}/{y}.mvt"
+    period = {"period": "2017-02"}  # a month the fixtures do not load
+    first = client.get(url, params=period)
+    hits = cache.hits
+    second = client.get(url, params=period)
+    assert cache.hits == hits + 1
+    assert (second.status_code, second.content, second.headers["etag"]) == (
+        first.status_code,
+        first.content,
+        first.headers["etag"],
+    )
+    assert figures(first) == 0
+    report = ingest_file(
+        engine, DATA / "police_uk" / "street" / "hampshire" / "2017-02-hampshire-street.csv", PoliceUkStreet()
+    )
+    try:
+        misses = cache.misses
+        after = client.get(url, params=period)
+        assert cache.misses == misses + 1
+        assert after.headers["etag"] != first.headers["etag"]
+        assert figures(after) > 0, "a cached tile outlived the data it was drawn from"
     finally:
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM ingest_batches WHERE id = :b"), {"b": report.batch_id})

@@ -11,14 +11,17 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from sqlalchemy import Connection
 
 from app.deps import ConnectionDep, GrantDep, SettingsDep
+from app.tilecache import TileCache
 from geo import collections as geo_collections
 from geo import tiles
 from geo.records import POINT_MIN_ZOOM, RECORD_COLLECTIONS, RecordCollection, render_points
 from geo.versions import store_version
+from harm_index.disclosure import Disclosure
 from harm_index.features import METRICS, VALUE_TABLES, area_values
-from harm_index.periods import period_or_baseline
+from harm_index.periods import Period, period_or_baseline
 from harm_index.weights import load_scheme
 from harmmap.errors import InvalidParameterError
 
@@ -88,6 +91,29 @@ def get_tile(
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
+    cache: TileCache = request.app.state.tile_cache
+    tile = cache.get(etag)
+    if tile is None:
+        tile = _render_area_tile(conn, coll, z, x, y, chosen, scheme, metric, disclosure, version, force)
+        cache.put(etag, tile)
+    if not tile:
+        return Response(status_code=204, headers=headers)
+    return Response(tile, media_type=MVT, headers=headers)
+
+
+def _render_area_tile(
+    conn: Connection,
+    coll: geo_collections.Collection,
+    z: int,
+    x: int,
+    y: int,
+    chosen: Period,
+    scheme: str,
+    metric: str,
+    disclosure: Disclosure,
+    version: str,
+    force: str | None,
+) -> bytes:
     values = area_values(
         conn,
         coll,
@@ -98,10 +124,7 @@ def get_tile(
         version=version,
         force_code=force,
     )
-    body = tiles.render(conn, coll, z, x, y, values.metrics)
-    if not body:
-        return Response(status_code=204, headers=headers)
-    return Response(body, media_type=MVT, headers=headers)
+    return tiles.render(conn, coll, z, x, y, values.metrics)
 
 
 @router.get("/tiles/{collectionId}/tilejson.json", summary="TileJSON for a collection's tiles")
