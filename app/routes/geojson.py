@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import orjson
 from fastapi import Response
 
 GEOJSON = "application/geo+json"
@@ -24,3 +26,14 @@ def geojson_responses(description: str) -> dict[int | str, dict[str, Any]]:
         422: {"description": "Invalid parameter", "content": problem},
         503: {"description": "Database unavailable", "content": problem},
     }
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def geojson_bytes(body: object) -> bytes:
+    """A GeoJSON body as bytes; geometries already serialised by PostGIS go in as they are."""
+    return orjson.dumps(body, default=_plain)

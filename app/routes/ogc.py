@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request, Response
 
 from app.deps import ConnectionDep, GrantDep, PrincipalDep, SettingsDep
-from app.routes.geojson import GEOJSON, geojson_responses
+from app.routes.geojson import GEOJSON, geojson_bytes, geojson_responses
 from app.validators import ForceCodeQuery
 from geo import collections as geo_collections
 from geo.records import RECORD_COLLECTIONS, RecordCollection, record_page
@@ -327,7 +327,7 @@ def get_items(
         "harmmap": _metadata(page),
         "features": page.features,
     }
-    return Response(json.dumps(body, separators=(",", ":")), media_type=GEOJSON, headers=_crs_header(out_crs))
+    return Response(geojson_bytes(body), media_type=GEOJSON, headers=_crs_header(out_crs))
 
 
 @router.get(
@@ -386,9 +386,7 @@ def get_item(
             },
         ]
     }
-    return Response(
-        json.dumps(feature, separators=(",", ":")), media_type=GEOJSON, headers=_crs_header(out_crs)
-    )
+    return Response(geojson_bytes(feature), media_type=GEOJSON, headers=_crs_header(out_crs))
 
 
 def _record_items(
@@ -435,7 +433,7 @@ def _record_items(
         "harmmap": {"classification": "OFFICIAL-SENSITIVE", "force": code, "period": chosen.label},
         "features": features,
     }
-    return Response(json.dumps(body, separators=(",", ":")), media_type=GEOJSON, headers=_crs_header(out_crs))
+    return Response(geojson_bytes(body), media_type=GEOJSON, headers=_crs_header(out_crs))
 
 
 def _metadata(page: FeaturePage) -> dict[str, Any]:
