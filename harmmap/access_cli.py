@@ -17,10 +17,9 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy import Connection
 
-from harmmap import audit, db
+from harmmap import audit
 from harmmap.access import Principal, Role
-from harmmap.cli_common import fail, settings_or_exit
-from harmmap.errors import HarmmapError
+from harmmap.cli_common import command_engine
 
 keys_cli = typer.Typer(
     help="Create, revoke and list API keys (stored hashed with argon2id).", no_args_is_help=True
@@ -74,8 +73,7 @@ def keys_create(
     """Create a key and print it once: it is stored only as a hash and cannot be shown again."""
     from harmmap.keys import create_key
 
-    engine = db.create_db_engine(settings_or_exit())
-    try:
+    with command_engine() as engine:
         with engine.begin() as conn:
             new = create_key(conn, role, force.strip().upper() if force else None, label)
             audit_command(
@@ -87,10 +85,6 @@ def keys_create(
                 rows=1,
                 force_code=new.key.force_code,
             )
-    except HarmmapError as exc:
-        raise fail(exc) from None
-    finally:
-        engine.dispose()
     typer.secho(
         f"key {new.key.key_id}: {role}" + (f" of {new.key.force_code}" if new.key.force_code else ""),
         err=True,
@@ -104,15 +98,10 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (the part
     """Revoke a key for good; requests with it are refused at once."""
     from harmmap.keys import revoke_key
 
-    engine = db.create_db_engine(settings_or_exit())
-    try:
+    with command_engine() as engine:
         with engine.begin() as conn:
             key = revoke_key(conn, key_id.strip())
             audit_command(conn, "keys", "keys revoke", {"key_id": key.key_id}, ok=True, rows=1)
-    except HarmmapError as exc:
-        raise fail(exc) from None
-    finally:
-        engine.dispose()
     typer.echo(f"key {key.key_id} revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S %Z}")
 
 
@@ -124,12 +113,9 @@ def keys_list() -> None:
 
     from harmmap.keys import list_keys
 
-    engine = db.create_db_engine(settings_or_exit())
-    try:
+    with command_engine() as engine:
         with engine.connect() as conn:
             keys = list_keys(conn)
-    finally:
-        engine.dispose()
     table = Table(title=f"{len(keys)} API key(s)")
     for column in ("key id", "role", "force", "label", "created", "revoked"):
         table.add_column(column)
@@ -172,8 +158,7 @@ def audit_command_line(
     if output not in ("table", "csv", "json"):
         typer.secho("harmmap: --format is table, csv or json", fg="red", err=True)
         raise typer.Exit(2)
-    engine = db.create_db_engine(settings_or_exit())
-    try:
+    with command_engine() as engine:
         with engine.connect() as conn:
             rows = audit.query(
                 conn,
@@ -185,10 +170,6 @@ def audit_command_line(
                 until=_when(until, "--until"),
                 limit=limit,
             )
-    except HarmmapError as exc:
-        raise fail(exc) from None
-    finally:
-        engine.dispose()
     columns = (
         "id",
         "at",

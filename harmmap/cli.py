@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from harmmap import db
+from harmmap.cli_common import command_engine, resolve_period
 from harmmap.cli_common import fail as _fail
 from harmmap.cli_common import force_code as _force_code
-from harmmap.cli_common import resolve_period
 from harmmap.cli_common import settings_or_exit as _settings
 from harmmap.errors import DatabaseUnavailableError, HarmmapError
 from harmmap.settings import Settings
@@ -99,13 +99,10 @@ def db_downgrade(
 def db_current() -> None:
     """Print the database's migration revision and the code's head."""
     settings = _settings()
-    engine = db.create_db_engine(settings)
-    try:
+    with command_engine(settings) as engine:
         with engine.connect() as conn:
             current = db.current_revision(conn)
             postgis = db.postgis_version(conn)
-    finally:
-        engine.dispose()
     typer.echo(f"current: {current}\nhead:    {db.migration_head(settings.db_url)}")
     typer.echo(f"postgis: {postgis}")
 
@@ -122,14 +119,9 @@ def load_boundaries(
 
     settings = _settings()
     path = manifest or settings.boundaries_dir / "manifest.toml"
-    engine = db.create_db_engine(settings)
-    try:
+    with command_engine(settings) as engine:
         with engine.begin() as conn:
             report = run(conn, path, progress=lambda msg: typer.echo(f"  {msg} ...", err=True))
-    except HarmmapError as exc:
-        raise _fail(exc) from None
-    finally:
-        engine.dispose()
     typer.echo(
         f"{'file':<62} {'level/table':<22} {'rows':>6} {'new':>6} {'upd':>5} {'same':>6} "
         f"{'del':>5} {'fixed':>5}"
@@ -364,16 +356,11 @@ def generate_calls_command(
     code = _force_code(force)
     start, _, end = months.partition("..")
     settings = _settings()
-    engine = db.create_db_engine(settings)
-    try:
+    with command_engine(settings) as engine:
         span = month_range(start, end or start)
         path = out or Path(f"calls-SYNTHETIC-{code}-{span[0]:%Y%m}-{span[-1]:%Y%m}.csv")
         with engine.connect() as conn:
             rows = generate_calls(conn, code, span, path, seed)
-    except HarmmapError as exc:
-        raise _fail(exc) from None
-    finally:
-        engine.dispose()
     typer.echo(f"wrote {rows:,} SYNTHETIC calls for {code} to {path}")
 
 
@@ -391,12 +378,9 @@ def quality(
     from ingest.quality import quality_report
 
     code = _force_code(force)
-    engine = db.create_db_engine(_settings())
-    try:
+    with command_engine() as engine:
         with engine.connect() as conn:
             lines = quality_report(conn, code)
-    finally:
-        engine.dispose()
     colours = {"Green": "green", "Amber": "yellow", "Red": "red"}
     table = Table(title=f"data quality for {code}")
     for column in ("source", "check", "value", "rating", "detail", "thresholds"):
@@ -462,8 +446,7 @@ def weights_list() -> None:
     """List the weight schemes in the store."""
     from sqlalchemy import text
 
-    engine = db.create_db_engine(_settings())
-    try:
+    with command_engine() as engine:
         with engine.connect() as conn:
             rows = conn.execute(
                 text(
@@ -471,8 +454,6 @@ def weights_list() -> None:
                     "LEFT JOIN weights w ON w.scheme_id = s.id GROUP BY s.id ORDER BY s.name, s.version"
                 )
             ).all()
-    finally:
-        engine.dispose()
     for row in rows:
         typer.echo(f"{row.name}  {row.version}  {row.n} weights  ({row.method})")
 
@@ -480,14 +461,9 @@ def weights_list() -> None:
 def _store(settings: Settings, scheme: Scheme) -> None:
     from harm_index.weights import store_scheme
 
-    engine = db.create_db_engine(settings)
-    try:
+    with command_engine(settings) as engine:
         with engine.begin() as conn:
             _, status = store_scheme(conn, scheme)
-    except HarmmapError as exc:
-        raise _fail(exc) from None
-    finally:
-        engine.dispose()
     typer.echo(f"{scheme.name} {scheme.version}: {status} ({len(scheme.weights)} weights)")
 
 
@@ -526,8 +502,7 @@ def harm(
 
     settings = _settings()
     code = _force_code(force)
-    engine = db.create_db_engine(settings)
-    try:
+    with command_engine(settings) as engine:
         chosen = resolve_period(settings, start, end, period)
         compare = parse_period(against, configured_periods(settings), "--against") if against else None
         with engine.connect() as conn:
@@ -540,10 +515,6 @@ def harm(
                 source=source,
                 baseline=compare,
             )
-    except HarmmapError as exc:
-        raise _fail(exc) from None
-    finally:
-        engine.dispose()
     console = Console(width=max(Console().width, 160))
     table = Table(
         title=f"{result.source} harm, {result.level} in {code}, {result.period.label} "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import typer
@@ -10,6 +12,8 @@ from harmmap.errors import HarmmapError
 from harmmap.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from harm_index.periods import Period
 
 
@@ -26,6 +30,20 @@ def fail(exc: HarmmapError) -> typer.Exit:
     """Report a domain error on stderr; the caller raises the returned exit."""
     typer.secho(f"harmmap: {exc.detail}", fg="red", err=True)
     return typer.Exit(1)
+
+
+@contextmanager
+def command_engine(settings: Settings | None = None) -> Iterator[Engine]:
+    """The store for one command: disposed when it ends, and a domain error ends it with its message."""
+    from harmmap import db
+
+    engine = db.create_db_engine(settings or settings_or_exit())
+    try:
+        yield engine
+    except HarmmapError as exc:
+        raise fail(exc) from None
+    finally:
+        engine.dispose()
 
 
 def force_code(value: str) -> str:

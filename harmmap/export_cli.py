@@ -14,9 +14,7 @@ from typing import Annotated
 
 import typer
 
-from harmmap import db
-from harmmap.cli_common import fail, force_code, resolve_period, settings_or_exit
-from harmmap.errors import HarmmapError
+from harmmap.cli_common import command_engine, force_code, resolve_period, settings_or_exit
 
 export_cli = typer.Typer(
     help="Print-ready maps and charts, and data downloads, for workshops.", no_args_is_help=True
@@ -74,8 +72,7 @@ def _export(
     fmt = out.suffix.lstrip(".").lower()
     chosen = resolve_period(settings, start, end, period)
     named = configured_periods(settings)
-    engine = db.create_db_engine(settings)
-    try:
+    with command_engine(settings) as engine:
         with (
             engine.connect() as conn,
             Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as bar,
@@ -116,10 +113,6 @@ def _export(
                 progress(f"writing {out.name}")
                 out.write_bytes(body)
             bar.update(task, description=f"{product} of {layer}: done")
-    except HarmmapError as exc:
-        raise fail(exc) from None
-    finally:
-        engine.dispose()
     marking = " (OFFICIAL-SENSITIVE: handle accordingly)" if values.restricted else ""
     typer.echo(f"wrote {out}: {len(values.areas)} areas, {values.title}, {values.period.label}{marking}")
 
