@@ -6,6 +6,8 @@ docstring, not computed by calling the policy, so a change to the policy shows u
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import uuid
@@ -496,3 +498,66 @@ def test_cors_origins_are_configurable(settings: Settings) -> None:
         assert ok.headers["access-control-allow-origin"] == allowed_origin
         other = cors.get("/conformance", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+
+
+# --- the key and audit commands ----------------------------------------------------------------------
+
+
+def test_key_and_audit_commands_end_to_end(
+    settings: Settings, client: TestClient, layers: Scheme, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """create prints a working key once; list shows it without its secret; revoke stops it; audit shows it."""
+    from typer.testing import CliRunner
+
+    from harmmap.cli import cli
+
+    monkeypatch.setenv("HARMMAP_DATABASE_URL", settings.database_url)
+    runner = CliRunner()
+    label = f"cli-test-{uuid.uuid4().hex[:6]}"
+    created = runner.invoke(
+        cli, ["keys", "create", "--role", "analyst", "--force", HAMPSHIRE, "--label", label]
+    )
+    assert created.exit_code == 0, created.output
+    token = created.stdout.strip().splitlines()[-1]
+    key_id = token.split("_")[1]
+    assert token.startswith("hm_") and len(key_id) == 12
+    own = client.get(
+        "/collections/incidents/items", params={"force": HAMPSHIRE, "limit": 1}, headers={"X-API-Key": token}
+    )
+    assert own.status_code == 200
+    assert own.json()["numberReturned"] == 1
+
+    listed = runner.invoke(cli, ["keys", "list"])
+    assert listed.exit_code == 0 and key_id in listed.output and token.split("_")[2] not in listed.output
+
+    revoked = runner.invoke(cli, ["keys", "revoke", key_id])
+    assert revoked.exit_code == 0 and f"key {key_id} revoked" in revoked.output
+    after = client.get(
+        "/collections/incidents/items", params={"force": HAMPSHIRE}, headers={"X-API-Key": token}
+    )
+    assert after.status_code == 401
+
+    shown = runner.invoke(cli, ["audit", "--action", "keys", "--format", "json", "--limit", "200"])
+    assert shown.exit_code == 0, shown.output
+    lines = [json.loads(line) for line in shown.stdout.splitlines() if line.strip()]
+    entries = [e for e in lines if key_id in json.dumps(e.get("parameters"))]
+    assert {e["endpoint"] for e in entries} == {"keys create", "keys revoke"}
+    assert all(e["subject"].startswith("cli:") for e in entries)
+    reads = runner.invoke(cli, ["audit", "--subject", f"key:{key_id}", "--format", "csv"])
+    assert reads.exit_code == 0, reads.output
+    read_rows = list(csv.DictReader(io.StringIO(reads.stdout)))
+    assert [(r["action"], r["endpoint"], r["status"], r["rows"]) for r in read_rows] == [
+        ("read", "/collections/incidents/items", "200", "1")
+    ]
+
+    # Bad input: each names what was wrong, and nothing is created.
+    no_force = runner.invoke(cli, ["keys", "create", "--role", "analyst"])
+    assert no_force.exit_code == 1 and "force" in no_force.output
+    bad_force = runner.invoke(cli, ["keys", "create", "--role", "analyst", "--force", "E23000030'--"])
+    assert bad_force.exit_code == 1 and "force" in bad_force.output
+    unknown = runner.invoke(cli, ["keys", "revoke", "nosuchkey000"])
+    assert unknown.exit_code == 1 and "nosuchkey000" in unknown.output
+    bad_format = runner.invoke(cli, ["audit", "--format", "xml"])
+    assert bad_format.exit_code == 2 and "--format" in bad_format.output
+    bad_since = runner.invoke(cli, ["audit", "--since", "yesterday"])
+    assert bad_since.exit_code == 2 and "--since" in bad_since.output
