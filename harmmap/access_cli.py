@@ -118,7 +118,8 @@ def keys_list() -> None:
             keys = list_keys(conn)
     table = Table(title=f"{len(keys)} API key(s)")
     for column in ("key id", "role", "force", "label", "created", "revoked"):
-        table.add_column(column)
+        # Ids and forces are copied into other commands: never wrapped, even in a narrow or piped terminal.
+        table.add_column(column, no_wrap=column in ("key id", "force"))
     for k in keys:
         table.add_row(
             k.key_id,
@@ -128,7 +129,7 @@ def keys_list() -> None:
             f"{k.created_at:%Y-%m-%d %H:%M}",
             f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "-",
         )
-    Console().print(table)
+    Console(width=max(Console().width, 120)).print(table)
 
 
 def _when(value: str | None, option: str) -> dt.datetime | None:
