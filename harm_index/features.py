@@ -60,7 +60,8 @@ def forces_with_data(conn: Connection, source: str = "police_uk_street") -> list
     return list(
         conn.execute(
             text(
-                "SELECT a.code FROM areas a WHERE a.level = 'force' AND EXISTS (SELECT 1 FROM harm_totals h "
+                "SELECT a.code FROM areas a WHERE a.level = 'force' AND EXISTS ("
+                "SELECT 1 FROM harm_census_counts h "
                 "WHERE h.source = (SELECT id FROM harm_sources WHERE name = :source) "
                 "AND h.force_code = a.code AND h.level = 1) ORDER BY a.code"
             ),
@@ -80,7 +81,7 @@ class AreaValues:
 
 
 _VALUES_CACHE: dict[tuple[object, ...], AreaValues] = {}
-VALUE_TABLES = ("areas", "census2021_ethnicity", "harm_totals", "harm_keys")
+VALUE_TABLES = ("areas", "census2021_ethnicity", "harm_aggregate", "harm_keys")
 
 
 def _check_metric(metric: str) -> None:

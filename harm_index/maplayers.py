@@ -632,7 +632,7 @@ def months_with_data(conn: Connection) -> dict[str, list[str]]:
     rows = conn.execute(
         text(
             """
-            SELECT force_code, period_start AS month FROM harm_totals
+            SELECT force_code, period_start AS month FROM harm_census_counts
             WHERE level = 1 AND span = 1
               AND source = (SELECT id FROM harm_sources WHERE name = 'police_uk_street')
             UNION SELECT force_code, month FROM stop_searches

@@ -251,10 +251,11 @@ def _counts(
     if period is None:
         return {}
     spans = period.spans()
-    # Census geographies read the totals over batches; H3 cells (not kept there) sum their batches.
-    table = "harm_counts" if level.startswith("h3") else "harm_totals"
+    # Census geographies read the totals over folded batches plus each recent batch; H3 cells (not kept
+    # in the totals) sum every batch's counts.
+    table = "harm_h3_counts" if level.startswith("h3") else "harm_census_counts"
     # Stated literally so the planner can use harm_counts' partial index (H3 level ids are 7-10).
-    h3_only = "AND h.level >= 7" if table == "harm_counts" else ""
+    h3_only = "AND h.level >= 7" if table == "harm_h3_counts" else ""
     # Integer keys only: area ids and key ids are named from per-version caches, not joined per query.
     rows = conn.execute(
         text(
@@ -344,7 +345,7 @@ def _months_with_data(conn: Connection, source: str, force_code: str, period: Pe
     return int(
         conn.execute(
             text(
-                "SELECT count(DISTINCT period_start) FROM harm_totals "
+                "SELECT count(DISTINCT period_start) FROM harm_census_counts "
                 "WHERE source = (SELECT id FROM harm_sources WHERE name = :source) AND force_code = :force "
                 "AND level = 1 AND span = 1 AND period_start >= :start AND period_start < :end"
             ),

@@ -78,7 +78,7 @@ def area_summary(
         text(
             """
             SELECT t.period_start, k.key, sum(t.incidents)
-            FROM harm_totals t JOIN harm_keys k ON k.id = t.key_id
+            FROM harm_census_counts t JOIN harm_keys k ON k.id = t.key_id
             WHERE t.source = (SELECT id FROM harm_sources WHERE name = :source) AND t.force_code = :force
               AND t.level = (SELECT id FROM harm_levels WHERE name = :level) AND t.span = 1
               AND t.area = :area AND t.period_start >= :first AND t.period_start < :last

@@ -18,6 +18,9 @@ from harmmap.errors import DatabaseUnavailableError, HarmmapError
 from harmmap.settings import Settings
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from sqlalchemy import Engine
+
     from harm_index.weights import Scheme
     from ingest.batch import Source
 
@@ -105,6 +108,19 @@ def db_current() -> None:
             postgis = db.postgis_version(conn)
     typer.echo(f"current: {current}\nhead:    {db.migration_head(settings.db_url)}")
     typer.echo(f"postgis: {postgis}")
+
+
+@db_cli.command("fold")
+def db_fold() -> None:
+    """Fold recently loaded batches into harm_counts and harm_totals (ingest does this after loading).
+
+    A batch's harm counts are readable from the moment its load commits; folding moves them into the
+    long-term tables so queries read one summed row per area, key and period again.
+    """
+    from rich.console import Console
+
+    with command_engine(_settings()) as engine:
+        _fold(engine, Console(stderr=True))
 
 
 @load_cli.command("boundaries")
@@ -206,6 +222,8 @@ def _ingest(files: list[Path], source: Source, force: str | None = None, synthet
                         rows=report.accepted,
                         force_code=force,
                     )
+        if any(r.status == "loaded" for r in reports):
+            _fold(engine, console)
     finally:
         engine.dispose()
     table = Table(title="ingest summary")
@@ -246,6 +264,35 @@ def _ingest(files: list[Path], source: Source, force: str | None = None, synthet
         )
     if failed:
         raise typer.Exit(1)
+
+
+def _fold(engine: Engine, console: Console) -> None:
+    """Fold the recent batches into the totals, with a progress bar; figures read the same after."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from ingest.aggregate import fold_recent
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("folding batches into the harm totals", total=None)
+        folded = fold_recent(engine, lambda done, total: bar.update(task, completed=done, total=total))
+    done = [f for f in folded if not f.waited_out]
+    if done:
+        console.print(
+            f"folded {len(done)} batch(es), {sum(f.rows for f in done):,} aggregate rows, into the harm "
+            f"totals in {sum(f.seconds for f in done):.2f} s"
+        )
+    if waited := [str(f.batch_id) for f in folded if f.waited_out]:
+        console.print(
+            f"[yellow]batch(es) {', '.join(waited)} stay recent: a reader held the aggregate too long. "
+            "Figures are complete either way; run `harmmap db fold` later.[/yellow]"
+        )
 
 
 FilesArg = Annotated[

@@ -10,12 +10,19 @@ rows, and the tests hold the two equal.
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Connection, text
+from psycopg.errors import LockNotAvailable
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import OperationalError
+
+from ingest.copy import copy_arrow
 
 # Level ids as in the harm_levels table: census geographies 1-5, H3 by resolution.
 CENSUS_LEVELS = {
@@ -32,6 +39,8 @@ FINEST = [*GROUP, *(c for c in CENSUS_LEVELS if c != "force_code"), *H3_LEVELS]
 # may then appear in more than one written row of the batch; every reader sums.
 FLUSH_ROWS = 1_000_000
 _SPAN_UNITS = {3: "quarter", 12: "year"}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -220,3 +229,100 @@ def aggregate_columns(table: pa.Table, key: pa.Array) -> pa.Table:
             **{c: table[c] for c in FINEST if c not in GROUP},
         }
     )
+
+
+def recent_partition(batch_id: int) -> str:
+    """The table that holds a batch's counts until it is folded (named as harm_recent_fold names it)."""
+    return f"harm_recent_{int(batch_id)}"
+
+
+class RecentPartition:
+    """A batch's own harm_recent partition: created on the first write, indexed and attached at the end.
+
+    Writing into a new table and building its index in one sorted pass is what keeps a large batch's
+    aggregate cheap; inserting the same rows into harm_counts' B-tree cost three times as long (bench/).
+    The table is created inside the load's transaction, so a failed or killed load leaves none behind.
+    """
+
+    def __init__(self, batch_id: int) -> None:
+        self.batch_id = int(batch_id)
+        self.name = recent_partition(self.batch_id)
+        self._created = False
+
+    def write(self, conn: Connection, rows: pa.Table) -> None:
+        """COPY ``harm_counts``-shaped rows into the partition, creating it first if need be."""
+        if rows.num_rows == 0:
+            return
+        if not self._created:
+            # The CHECK lets ATTACH skip scanning the rows to prove they belong to this batch.
+            conn.execute(
+                text(
+                    f"CREATE TABLE {self.name} (LIKE harm_recent INCLUDING DEFAULTS INCLUDING CONSTRAINTS, "
+                    f"CHECK (batch_id = {self.batch_id}))"
+                )
+            )
+            self._created = True
+        copy_arrow(conn, self.name, rows)
+
+    def attach(self, conn: Connection) -> None:
+        """Index the partition and attach it: from the load's commit, readers count the batch."""
+        if not self._created:
+            return
+        conn.execute(text(f"CREATE INDEX ON {self.name} {RECENT_INDEX}"))
+        conn.execute(
+            text(f"ALTER TABLE harm_recent ATTACH PARTITION {self.name} FOR VALUES IN ({self.batch_id})")
+        )
+        conn.execute(text("INSERT INTO harm_recent_batches (batch_id) VALUES (:b)"), {"b": self.batch_id})
+
+
+# As harm_recent_query_idx, so ATTACH takes the partition's index as that index's part.
+RECENT_INDEX = "(source, force_code, level, span, period_start) INCLUDE (area, key_id, synthetic, incidents)"
+
+
+@dataclass(frozen=True)
+class Folded:
+    """One batch folded into harm_counts and harm_totals, or left recent (``rows`` 0) if it had to wait."""
+
+    batch_id: int
+    rows: int
+    seconds: float
+    waited_out: bool = False
+
+
+# Dropping a folded partition waits for readers holding it. A reader left idle in a transaction must not
+# queue every later query behind the fold, so the fold gives up instead; the batch stays recent.
+FOLD_LOCK_TIMEOUT = "20s"
+
+
+def fold_recent(engine: Engine, progress: Callable[[int, int], None] | None = None) -> list[Folded]:
+    """Fold every recent batch, oldest first, each in its own transaction.
+
+    Readers see the same figures before and after: a batch is counted from its partition until the
+    transaction that moves it commits, and from harm_counts and harm_totals after.
+    """
+    with engine.connect() as conn:
+        batches = (
+            conn.execute(text("SELECT batch_id FROM harm_recent_batches ORDER BY batch_id")).scalars().all()
+        )
+    folded = []
+    for done, batch_id in enumerate(batches):
+        if progress is not None:
+            progress(done, len(batches))
+        started = time.perf_counter()
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("SET LOCAL statement_timeout = 0"))
+                conn.execute(text(f"SET LOCAL lock_timeout = '{FOLD_LOCK_TIMEOUT}'"))
+                rows = conn.execute(text("SELECT harm_recent_fold(:b)"), {"b": batch_id}).scalar_one()
+        except OperationalError as exc:
+            if not isinstance(exc.orig, LockNotAvailable):
+                raise
+            log.warning(
+                "fold of batch %s waited out %s for readers; it stays recent", batch_id, FOLD_LOCK_TIMEOUT
+            )
+            folded.append(Folded(int(batch_id), 0, time.perf_counter() - started, waited_out=True))
+            continue
+        folded.append(Folded(int(batch_id), int(rows), time.perf_counter() - started))
+    if progress is not None:
+        progress(len(batches), len(batches))
+    return folded

@@ -20,12 +20,11 @@ from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
-from pgpq import ArrowToPostgresBinaryEncoder
-from psycopg import sql
 from sqlalchemy import Connection, Engine, text
 
 from geo.assign import Assigner
-from ingest.aggregate import FLUSH_ROWS, BatchAggregate
+from ingest.aggregate import FLUSH_ROWS, BatchAggregate, RecentPartition
+from ingest.copy import copy_arrow
 from ingest.csvread import Block, CsvFile, CsvSchema
 from ingest.fields import Rejects
 from ingest.labels import Labels
@@ -237,13 +236,24 @@ def ingest_file(
         aggregate = (
             BatchAggregate(AGGREGATED_TABLES[source.table]) if source.table in AGGREGATED_TABLES else None
         )
+        recent = RecentPartition(batch_id)
         done = 0
         progress(0, size)
         try:
             for block in reader.blocks():
                 processed = source.process(block, ctx)
                 writer.submit(
-                    partial(_store_block, conn, source.table, batch_id, block, processed, report, aggregate)
+                    partial(
+                        _store_block,
+                        conn,
+                        source.table,
+                        batch_id,
+                        block,
+                        processed,
+                        report,
+                        aggregate,
+                        recent,
+                    )
                 )
                 done += block.bytes_read
                 progress(done, size)
@@ -254,13 +264,13 @@ def ingest_file(
             counting = time.perf_counter()
             final_rows = aggregate.flush(conn, batch_id)
             combined = time.perf_counter()
-            copy_arrow(conn, "harm_counts", final_rows)
+            recent.write(conn, final_rows)
             written = time.perf_counter()
-            # Queries read the totals over all batches; this batch joins them in the same transaction.
-            conn.execute(text("SELECT harm_totals_add(:batch)"), {"batch": batch_id})
+            # The batch's counts are read from its own partition until harm_recent_fold moves them.
+            recent.attach(conn)
             done_at = time.perf_counter()
             report.aggregate_phases.update(
-                {"combine": combined - counting, "write": written - combined, "totals": done_at - written}
+                {"combine": combined - counting, "write": written - combined, "index": done_at - written}
             )
             report.aggregate_seconds += done_at - counting
         report.seconds = time.perf_counter() - clock
@@ -293,6 +303,7 @@ def _store_block(
     processed: Processed,
     report: IngestReport,
     aggregate: BatchAggregate | None,
+    recent: RecentPartition,
 ) -> None:
     kept = processed.rejects.kept
     if aggregate is not None and processed.aggregate is not None:
@@ -303,7 +314,7 @@ def _store_block(
         if aggregate.pending_rows >= FLUSH_ROWS:
             early = aggregate.flush(conn, batch_id, final=False)
             combined = time.perf_counter()
-            copy_arrow(conn, "harm_counts", early)
+            recent.write(conn, early)
             report.aggregate_phases["combine"] += combined - counted
             report.aggregate_phases["write"] += time.perf_counter() - combined
         report.aggregate_seconds += time.perf_counter() - counting
@@ -337,26 +348,6 @@ def _store_block(
     report.blank_lines += block.blank_lines
     report.rejected_by_kind.update(rejects.column("kind").to_pylist())
     report.notes.update(processed.notes)
-
-
-def copy_arrow(conn: Connection, table: str, rows: pa.Table) -> None:
-    """COPY an Arrow table into ``table`` (a name from code) in PostgreSQL's binary format.
-
-    Columns are matched by name, and each Arrow type must be the column's exact binary type (int32 for
-    integer, int16 for smallint, date32 for date, timestamp[us, UTC] for timestamptz).
-    """
-    if rows.num_rows == 0:
-        return
-    encoder = ArrowToPostgresBinaryEncoder(rows.schema)
-    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(
-        sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in rows.column_names)
-    )
-    dbapi = conn.connection.driver_connection
-    with dbapi.cursor() as cur, cur.copy(statement) as copy:  # type: ignore[union-attr]
-        copy.write(encoder.write_header())
-        for batch in rows.to_batches(max_chunksize=65_536):
-            copy.write(encoder.write_batch(batch))
-        copy.write(encoder.finish())
 
 
 def _already_loaded(conn: Connection, batch_id: int, path: Path, source: Source) -> IngestReport:

@@ -11,13 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
+from geo.versions import store_version
 from harm_index.periods import Period, add_months, named_periods, parse_period
 from harm_index.scores import area_harm
 from harm_index.weights import Scheme, load_scheme, read_user_scheme, shipped_ons_css_scheme, store_scheme
 from harmmap.errors import InvalidParameterError, NotFoundError
 from harmmap.settings import REPO_ROOT
+from ingest.aggregate import fold_recent, recent_partition
 from ingest.batch import ingest_file
 from ingest.offences import ForceOffences
 from ingest.police_uk import PoliceUkStreet
@@ -289,9 +291,14 @@ def test_spatially_smoothed_rates_shrink_towards_neighbours(engine: Engine, load
     assert spatial.std() < raw.std()
 
 
-def test_deleting_a_batch_removes_its_counts_from_the_aggregate(engine: Engine, loaded: Scheme) -> None:
+@pytest.mark.parametrize("folded", [False, True], ids=["recent", "folded"])
+def test_deleting_a_batch_removes_its_counts_from_the_aggregate(
+    engine: Engine, loaded: Scheme, folded: bool
+) -> None:
     path = REPO_ROOT / "tests" / "corpus" / "police_uk" / "legacy_2011.csv"
     report = ingest_file(engine, path, PoliceUkStreet())
+    if folded:
+        fold_recent(engine)
     with engine.connect() as conn:
         added = conn.execute(
             text("SELECT level, sum(incidents) FROM harm_monthly WHERE batch_id = :b GROUP BY level"),
@@ -309,20 +316,90 @@ def test_deleting_a_batch_removes_its_counts_from_the_aggregate(engine: Engine, 
         ).scalar_one()
     assert left == 0
     assert _totals_match_counts(engine)
+    with engine.connect() as conn:
+        partition = conn.execute(text("SELECT to_regclass(:p)"), {"p": recent_partition(report.batch_id)})
+        assert partition.scalar_one() is None
+
+
+def test_folding_moves_a_batch_without_changing_any_figure(engine: Engine, loaded: Scheme) -> None:
+    """A new batch is read from its own partition; folding it into harm_counts and harm_totals changes
+    where it is read from, not what any query returns, and bumps the version tiles are keyed on."""
+    path = DATA / "police_uk" / "street" / "west-midlands" / "2011-02-west-midlands-street.csv"
+    fold_recent(engine)
+    report = ingest_file(engine, path, PoliceUkStreet())
+    period = parse_period("2011-02", named_periods())
+
+    def figures() -> tuple[object, ...]:
+        with engine.connect() as conn:
+            ward = area_harm(conn, level="ward", force_code="E23000014", period=period, scheme=loaded)
+            h3 = area_harm(conn, level="h3_8", force_code="E23000014", period=period, scheme=loaded)
+            version = store_version(conn, "harm_aggregate")
+        return (
+            {a.code: (a.incidents, a.harm) for a in ward.areas},
+            {a.code: (a.incidents, a.harm) for a in h3.areas},
+            version,
+        )
+
+    try:
+        with engine.connect() as conn:
+            recent = conn.execute(text("SELECT batch_id FROM harm_recent_batches")).scalars().all()
+        assert recent == [report.batch_id]
+        ward_before, h3_before, version_before = figures()
+        assert sum(n for n, _ in ward_before.values()) == report.accepted
+        assert sum(n for n, _ in h3_before.values()) == report.accepted
+
+        folded = fold_recent(engine)
+
+        assert [f.batch_id for f in folded] == [report.batch_id] and folded[0].rows > report.accepted
+        ward_after, h3_after, version_after = figures()
+        assert (ward_after, h3_after) == (ward_before, h3_before)
+        assert version_after != version_before
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM harm_recent_batches")).scalar_one() == 0
+            assert (
+                conn.execute(
+                    text("SELECT to_regclass(:p)"), {"p": recent_partition(report.batch_id)}
+                ).scalar_one()
+                is None
+            )
+        assert _totals_match_counts(engine)
+        assert fold_recent(engine) == []
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM ingest_batches WHERE id = :b"), {"b": report.batch_id})
+
+
+def _forget_counts(conn: Connection, batch: int) -> None:
+    """Take a batch's rows out of the aggregate, wherever they are (the caller rolls back)."""
+    conn.execute(text("DELETE FROM harm_counts WHERE batch_id = :b"), {"b": batch})
+    conn.execute(text("DELETE FROM harm_recent WHERE batch_id = :b"), {"b": batch})
 
 
 def _totals_match_counts(engine: Engine) -> bool:
-    """harm_totals is exactly harm_counts summed over batches, census levels (no zero rows left behind)."""
+    """harm_totals is exactly the folded batches' counts summed (no zero rows left behind), and what
+    census queries read equals every batch's counts summed."""
     key = "source, force_code, level, span, period_start, area, key_id, synthetic"
-    with engine.connect() as conn:
-        counts = conn.execute(
-            text(
-                f"SELECT {key}, sum(incidents) FROM harm_counts WHERE level <= 5 "
-                f"GROUP BY {key} ORDER BY {key}"
+
+    def summed(conn: Connection, table: str) -> list[tuple[object, ...]]:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    # table is one of the fixed names below
+                    f"SELECT {key}, sum(incidents) FROM {table} WHERE level <= 5 "
+                    f"GROUP BY {key} ORDER BY {key}"
+                )
             )
-        ).all()
-        totals = conn.execute(text(f"SELECT {key}, incidents FROM harm_totals ORDER BY {key}")).all()
-    return [tuple(r) for r in counts] == [tuple(r) for r in totals] and len(totals) > 0
+        ]
+
+    with engine.connect() as conn:
+        totals = [
+            tuple(r) for r in conn.execute(text(f"SELECT {key}, incidents FROM harm_totals ORDER BY {key}"))
+        ]
+        folded = summed(conn, "harm_counts")
+        every_batch = summed(conn, "harm_batch_counts")
+        read = summed(conn, "harm_census_counts")
+    return totals == folded and read == every_batch and len(read) > 0
 
 
 def test_unmapped_2011_categories_are_their_own_unweighted_keys(engine: Engine, loaded: Scheme) -> None:
@@ -378,7 +455,7 @@ def test_streamed_spans_equal_the_databases_rebuild(engine: Engine, loaded: Sche
     """Every span the loader wrote (month, quarter, year; ids, not codes) equals harm_counts_add's."""
     columns = "source, force_code, level, span, period_start, area, key_id, synthetic"
     query = text(
-        f"SELECT {columns}, sum(incidents) FROM harm_counts WHERE batch_id = :b "
+        f"SELECT {columns}, sum(incidents) FROM harm_batch_counts WHERE batch_id = :b "
         f"GROUP BY {columns} ORDER BY {columns}"
     )
     with engine.connect() as conn:
@@ -386,7 +463,7 @@ def test_streamed_spans_equal_the_databases_rebuild(engine: Engine, loaded: Sche
             text("SELECT min(id) FROM ingest_batches WHERE source = 'police_uk_street'")
         ).scalar_one()
         streamed = [tuple(r) for r in conn.execute(query, {"b": batch})]
-        conn.execute(text("DELETE FROM harm_counts WHERE batch_id = :b"), {"b": batch})
+        _forget_counts(conn, batch)
         added = conn.execute(text("SELECT harm_counts_add(:b)"), {"b": batch}).scalar_one()
         rebuilt = [tuple(r) for r in conn.execute(query, {"b": batch})]
         conn.rollback()
@@ -409,17 +486,17 @@ def test_partial_flushes_still_write_each_census_span_once(
         with engine.connect() as conn:
             repeats = conn.execute(
                 text(
-                    f"SELECT count(*) FROM (SELECT {columns} FROM harm_counts WHERE batch_id = :b "
+                    f"SELECT count(*) FROM (SELECT {columns} FROM harm_batch_counts WHERE batch_id = :b "
                     f"AND level <= 5 GROUP BY {columns} HAVING count(*) > 1) r"
                 ),
                 {"b": report.batch_id},
             ).scalar_one()
             query = text(
-                f"SELECT {columns}, sum(incidents) FROM harm_counts WHERE batch_id = :b "
+                f"SELECT {columns}, sum(incidents) FROM harm_batch_counts WHERE batch_id = :b "
                 f"GROUP BY {columns} ORDER BY {columns}"
             )
             streamed = [tuple(r) for r in conn.execute(query, {"b": report.batch_id})]
-            conn.execute(text("DELETE FROM harm_counts WHERE batch_id = :b"), {"b": report.batch_id})
+            _forget_counts(conn, report.batch_id)
             conn.execute(text("SELECT harm_counts_add(:b)"), {"b": report.batch_id})
             rebuilt = [tuple(r) for r in conn.execute(query, {"b": report.batch_id})]
             conn.rollback()
@@ -465,3 +542,31 @@ def test_cli_unknown_scheme_is_a_clear_error(settings, monkeypatch) -> None:  # 
     assert "no weight scheme cambridge-chi" in result.output
     bad_level = CliRunner().invoke(cli, ["harm", "--force", HAMPSHIRE, "--level", "county"])
     assert bad_level.exit_code == 1 and "'county' is not a level" in bad_level.output
+
+
+def test_a_fold_that_waits_out_a_reader_leaves_the_batch_recent_and_whole(
+    engine: Engine, loaded: Scheme, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader idle in a transaction holds harm_recent; the fold gives up rather than queue every later
+    query behind it, and the batch is still counted, from its partition; once the reader ends, it folds."""
+    monkeypatch.setattr("ingest.aggregate.FOLD_LOCK_TIMEOUT", "1s")
+    path = REPO_ROOT / "tests" / "corpus" / "police_uk" / "legacy_2011.csv"
+    fold_recent(engine)
+    report = ingest_file(engine, path, PoliceUkStreet())
+    try:
+        with engine.connect() as reader:
+            reader.execute(text("SELECT count(*) FROM harm_recent")).scalar_one()
+            left = fold_recent(engine)
+            assert [(f.batch_id, f.rows, f.waited_out) for f in left] == [(report.batch_id, 0, True)]
+            reader.rollback()
+        assert _totals_match_counts(engine)
+        with engine.connect() as conn:
+            recent = conn.execute(text("SELECT batch_id FROM harm_recent_batches")).scalars().all()
+            counted = conn.execute(
+                text("SELECT sum(incidents) FROM harm_census_counts WHERE level = 1 AND span = 1")
+            ).scalar_one()
+        assert recent == [report.batch_id] and counted >= report.accepted
+        assert [f.waited_out for f in fold_recent(engine)] == [False]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM ingest_batches WHERE id = :b"), {"b": report.batch_id})

@@ -35,6 +35,8 @@ TABLES = {
     "harm_keys",
     "harm_counts",
     "harm_totals",
+    "harm_recent",
+    "harm_recent_batches",
     "store_versions",
     "api_keys",
     "audit_log",
