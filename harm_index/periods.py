@@ -41,17 +41,20 @@ class Period:
         """The first month after the period."""
         return add_months(self.end, 1)
 
-    def spans(self) -> list[tuple[int, dt.date]]:
+    def spans(self, longest: int = 12) -> list[tuple[int, dt.date]]:
         """The period as the fewest whole calendar years, quarters and months: (span in months, start).
 
-        The aggregate holds counts at each of the three spans, so a long period sums a handful of
-        stored rows per area instead of one per month (the 60-month baseline is 8 spans, not 60).
+        The aggregate holds census geographies' counts at each of the three spans, so a long period sums
+        a handful of stored rows per area instead of one per month (the 60-month baseline is 8 spans,
+        not 60). H3 cells are kept by month only: ``longest=1`` gives the months.
         """
+        if longest not in SPANS:
+            raise ValueError(f"longest must be one of {SPANS}, not {longest}")
         out: list[tuple[int, dt.date]] = []
         current, stop = self.start, self.end_exclusive
         while current < stop:
             index = current.year * 12 + current.month - 1
-            for span in SPANS:
+            for span in (s for s in SPANS if s <= longest):
                 if index % span == 0 and add_months(current, span) <= stop:
                     out.append((span, current))
                     current = add_months(current, span)

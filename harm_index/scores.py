@@ -250,25 +250,41 @@ def _counts(
 ) -> dict[str, dict[str, int]]:
     if period is None:
         return {}
-    spans = period.spans()
-    # Census geographies read the totals over folded batches plus each recent batch; H3 cells (not kept
-    # in the totals) sum every batch's counts.
-    table = "harm_h3_counts" if level.startswith("h3") else "harm_census_counts"
-    # Stated literally so the planner can use harm_counts' partial index (H3 level ids are 7-10).
-    h3_only = "AND h.level >= 7" if table == "harm_h3_counts" else ""
+    h3 = level.startswith("h3")
+    # H3 cells are kept at month span only (harm_counts' CHECK): a year of hexes is its twelve months.
+    spans = period.spans(longest=1 if h3 else 12)
+    # Census geographies read the totals over folded batches; H3 cells (not kept there) sum the folded
+    # batches' counts. Either way each recent batch adds its own partition's rows. Each arm joins the
+    # spans itself: through a UNION ALL view the planner scanned the whole force's rows of every period.
+    # The level bounds are literal so the planner can use harm_counts' partial index (H3 ids are 7-10).
+    arms = (
+        [("harm_counts", "AND h.level >= 7"), ("harm_recent", "AND h.level >= 7")]
+        if h3
+        else [
+            ("harm_totals", ""),
+            ("harm_recent", "AND h.level <= 5"),
+        ]
+    )
+    union = "\n            UNION ALL\n".join(
+        # table and bound are the fixed strings above
+        f"""
+            SELECT h.area, h.key_id, h.incidents
+            FROM {table} h JOIN p ON h.span = p.span AND h.period_start = p.start
+            WHERE h.source = (SELECT id FROM harm_sources WHERE name = :source)
+              AND h.force_code = :force
+              AND h.level = (SELECT id FROM harm_levels WHERE name = :level) {bound}"""
+        for table, bound in arms
+    )
     # Integer keys only: area ids and key ids are named from per-version caches, not joined per query.
     rows = conn.execute(
         text(
-            # table and h3_only are fixed strings chosen above
             f"""
-            SELECT h.area, h.key_id, sum(h.incidents) AS n
-            FROM {table} h
-            JOIN unnest(CAST(:spans AS smallint[]), CAST(:starts AS date[])) AS p (span, start)
-              ON h.span = p.span AND h.period_start = p.start
-            WHERE h.source = (SELECT id FROM harm_sources WHERE name = :source)
-              AND h.force_code = :force
-              AND h.level = (SELECT id FROM harm_levels WHERE name = :level) {h3_only}
-            GROUP BY h.area, h.key_id
+            WITH p AS (
+                SELECT * FROM unnest(CAST(:spans AS smallint[]), CAST(:starts AS date[])) AS p (span, start)
+            )
+            SELECT area, key_id, sum(incidents) AS n
+            FROM ({union}) counted
+            GROUP BY area, key_id
             """
         ),
         {
@@ -280,7 +296,6 @@ def _counts(
         },
     ).all()
     keys = _key_names(conn, versions)
-    h3 = level.startswith("h3")
     codes = {} if h3 else _area_index(conn, versions, level, force_code).codes
     wanted = set(categories) if categories else None
     out: dict[str, dict[str, int]] = defaultdict(dict)

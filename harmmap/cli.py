@@ -156,7 +156,9 @@ def load_boundaries(
     typer.echo(f"{report.changed} row(s) changed" if report.changed else "nothing changed")
 
 
-def _ingest(files: list[Path], source: Source, force: str | None = None, synthetic: bool = False) -> None:
+def _ingest(
+    files: list[Path], source: Source, force: str | None = None, synthetic: bool = False, fold: bool = True
+) -> None:
     """Load each file as a batch, with a progress bar, then print the summary table."""
     from rich.console import Console
     from rich.progress import (
@@ -222,7 +224,7 @@ def _ingest(files: list[Path], source: Source, force: str | None = None, synthet
                         rows=report.accepted,
                         force_code=force,
                     )
-        if any(r.status == "loaded" for r in reports):
+        if fold and any(r.status == "loaded" for r in reports):
             _fold(engine, console)
     finally:
         engine.dispose()
@@ -300,12 +302,22 @@ FilesArg = Annotated[
 ]
 
 
+FoldOption = Annotated[
+    bool,
+    typer.Option(
+        "--fold/--no-fold",
+        help="Fold the new batches into the harm totals after loading (figures are complete either way; "
+        "--no-fold leaves it to `harmmap db fold`, e.g. to fold many loads at once).",
+    ),
+]
+
+
 @ingest_cli.command("police-uk")
-def ingest_police_uk(files: FilesArg) -> None:
+def ingest_police_uk(files: FilesArg, fold: FoldOption = True) -> None:
     """Load police.uk street-level crime CSVs (current or 2011 format)."""
     from ingest.police_uk import PoliceUkStreet
 
-    _ingest(files, PoliceUkStreet())
+    _ingest(files, PoliceUkStreet(), fold=fold)
 
 
 @ingest_cli.command("stop-search")
@@ -322,11 +334,11 @@ ForceOption = Annotated[
 
 
 @ingest_cli.command("offences")
-def ingest_offences(files: FilesArg, force: ForceOption) -> None:
+def ingest_offences(files: FilesArg, force: ForceOption, fold: FoldOption = True) -> None:
     """Load force-supplied recorded crime (Home Office offence codes); see docs/input-schemas.md."""
     from ingest.offences import ForceOffences
 
-    _ingest(files, ForceOffences(), force=_force_code(force))
+    _ingest(files, ForceOffences(), force=_force_code(force), fold=fold)
 
 
 @ingest_cli.command("calls")

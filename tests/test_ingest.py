@@ -14,6 +14,7 @@ from sqlalchemy import Engine, text
 
 from harmmap.errors import DataFileError
 from harmmap.settings import REPO_ROOT, Settings
+from ingest.aggregate import fold_recent
 from ingest.batch import IngestReport, ingest_file
 from ingest.police_uk import PoliceUkStreet
 from ingest.replicate import replicate_police_uk
@@ -320,6 +321,54 @@ def test_a_killed_load_leaves_no_partial_batch(engine: Engine, settings: Setting
             == 0
         )
         assert conn.execute(text("SELECT count(*) FROM crimes")).scalar_one() == 0
+        # Nor a partition of harm counts: it is created in the load's transaction.
+        assert conn.execute(text(RECENT_PARTITIONS)).scalar_one() == 0
     report = ingest_file(engine, big, STREET)
     assert report.status == "loaded"
     assert_adds_up(engine, report)
+
+
+RECENT_PARTITIONS = "SELECT count(*) FROM pg_class WHERE relname ~ '^harm_recent_[0-9]+$'"
+
+
+def test_the_cli_folds_after_loading_unless_told_not_to(
+    engine: Engine, settings: Settings, fresh_batches: None, tmp_path: Path
+) -> None:
+    env = {**os.environ, "HARMMAP_DATABASE_URL": settings.database_url}
+    path = tmp_path / "fold-street.csv"
+    replicate_police_uk(
+        [DATA / "street" / "hampshire" / "2018-12-hampshire-street.csv"], path, rows=5_000, seed=11
+    )
+
+    def harmmap(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "harmmap.cli", *args], env=env, capture_output=True, text=True, check=True
+        )
+        return done.stderr
+
+    def place() -> tuple[bool, bool]:
+        """Whether this file's batch is recent, and whether it is folded."""
+        with engine.connect() as conn:
+            recent, folded = conn.execute(
+                text(
+                    "SELECT EXISTS (SELECT 1 FROM harm_recent_batches r JOIN ingest_batches b "
+                    "ON b.id = r.batch_id WHERE b.file_name = :f), "
+                    "EXISTS (SELECT 1 FROM harm_counts h JOIN ingest_batches b ON b.id = h.batch_id "
+                    "WHERE b.file_name = :f)"
+                ),
+                {"f": path.name},
+            ).one()
+        return bool(recent), bool(folded)
+
+    fold_recent(engine)
+    harmmap("ingest", "police-uk", "--no-fold", str(path))
+    assert place() == (True, False)
+    assert "folded 1 batch(es)" in harmmap("db", "fold")
+    assert place() == (False, True)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM ingest_batches WHERE file_name = :f"), {"f": path.name})
+    assert place() == (False, False)
+    assert "folded 1 batch(es)" in harmmap("ingest", "police-uk", str(path))
+    assert place() == (False, True)
+    with engine.connect() as conn:
+        assert conn.execute(text(RECENT_PARTITIONS)).scalar_one() == 0

@@ -77,6 +77,14 @@ def test_an_upload_loads_once_and_reports_the_counts(
             {"b": body["batch"]},
         ).one()
     assert tuple(stored) == (body["accepted"], body["rejected"], body["data_rows"])
+    # Folded into the harm totals after the response was sent (the test client waits for that too).
+    with engine.connect() as conn:
+        recent = conn.execute(text("SELECT batch_id FROM harm_recent_batches")).scalars().all()
+        folded = conn.execute(
+            text("SELECT sum(incidents) FROM harm_counts WHERE batch_id = :b AND level = 1 AND span = 1"),
+            {"b": body["batch"]},
+        ).scalar_one()
+    assert body["batch"] not in recent and folded == body["accepted"]
     # The same file again is a no-op, answered 200.
     again = _upload(client, admin, STREET, "police-uk", name="renamed.csv")
     assert again.status_code == 200  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
@@ -24,6 +25,7 @@ from starlette.formparsers import MultiPartException
 from app.deps import EngineDep, GrantDep
 from harmmap.access import check_force_code
 from harmmap.errors import DataFileError, InvalidParameterError
+from ingest.aggregate import fold_recent
 from ingest.batch import IngestReport, ingest_file
 from ingest.sources import SOURCES, source_kind
 
@@ -154,4 +156,6 @@ async def upload(request: Request, grant: GrantDep, engine: EngineDep) -> JSONRe
         await form.close()
     grant.returned(report.accepted)
     body = _summary(report, size)
-    return JSONResponse(body, status_code=201 if report.status == "loaded" else 200)
+    # The batch is complete and readable now; folding it into the totals runs after the response.
+    fold = BackgroundTask(fold_recent, engine) if report.status == "loaded" else None
+    return JSONResponse(body, status_code=201 if report.status == "loaded" else 200, background=fold)
