@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -9,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
 from sqlalchemy import Engine, text
 
@@ -16,7 +19,7 @@ from harmmap.errors import DataFileError
 from harmmap.settings import REPO_ROOT, Settings
 from ingest.aggregate import fold_recent
 from ingest.batch import IngestReport, ingest_file
-from ingest.police_uk import PoliceUkStreet
+from ingest.police_uk import PoliceUkStreet, crime_keys
 from ingest.replicate import replicate_police_uk
 from ingest.stop_search import PoliceUkStopSearch
 
@@ -372,3 +375,16 @@ def test_the_cli_folds_after_loading_unless_told_not_to(
     assert place() == (False, True)
     with engine.connect() as conn:
         assert conn.execute(text(RECENT_PARTITIONS)).scalar_one() == 0
+
+
+def test_crime_keys_are_the_first_16_hex_digits_or_else_a_hash() -> None:
+    """The duplicate check's 64-bit keys: police.uk IDs (SHA-256 hex) by their first 16 digits, anything
+    else (short, non-hex, non-ASCII) by BLAKE2b, so the two kinds never need a regex to tell apart."""
+    hexadecimal = "fe0123456789abcdef" + "0" * 46
+    others = ["", "abc", "0123456789abcdeG0000", "0123456789abcdé12345", "é" * 20, "x" * 40]
+    keys = crime_keys(pa.array([hexadecimal, "0123456789ABCDEF", *others]))
+    assert keys[0] == np.array([int(hexadecimal[:16], 16)], dtype=np.uint64).view(np.int64)[0]
+    assert keys[1] == int("0123456789ABCDEF", 16)
+    for key, other in zip(keys[2:], others, strict=True):
+        digest = hashlib.blake2b(other.encode(), digest_size=8).digest()
+        assert key == int.from_bytes(digest, "big", signed=True), other
