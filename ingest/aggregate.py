@@ -37,7 +37,7 @@ GROUP = ["force_code", "month", "key", "synthetic"]
 FINEST = [*GROUP, *(c for c in CENSUS_LEVELS if c != "force_code"), *H3_LEVELS]
 # Partial counts held before they are combined and written: bounds memory whatever the file's size. A key
 # may then appear in more than one written row of the batch; every reader sums.
-FLUSH_ROWS = 1_000_000
+FLUSH_ROWS = 500_000
 _SPAN_UNITS = {3: "quarter", 12: "year"}
 
 log = logging.getLogger(__name__)
