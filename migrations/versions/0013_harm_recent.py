@@ -31,6 +31,27 @@ KEY_H = ", ".join(f"h.{column}" for column in KEY.split(", "))
 COLUMNS = f"batch_id, {KEY}, incidents"
 QUERY_COLUMNS = "(source, force_code, level, span, period_start) INCLUDE (area, key_id, synthetic, incidents)"
 
+# Batches already folded are in harm_totals: their census counts are taken out again (as 0009 did).
+SUBTRACT_FOLDED = f"""\
+            WITH gone_counts AS (
+                SELECT {KEY_H}, sum(h.incidents) AS n
+                FROM harm_counts h JOIN gone g ON h.batch_id = g.id
+                WHERE h.level <= 5
+                GROUP BY {KEY_H}
+            ), lowered AS (
+                UPDATE harm_totals t SET incidents = t.incidents - c.n
+                FROM gone_counts c
+                WHERE (t.source, t.force_code, t.level, t.span, t.period_start, t.area, t.key_id, t.synthetic)
+                    = (c.source, c.force_code, c.level, c.span, c.period_start, c.area, c.key_id, c.synthetic)
+                  AND t.incidents > c.n
+                RETURNING 1
+            )
+            DELETE FROM harm_totals t USING gone_counts c
+            WHERE (t.source, t.force_code, t.level, t.span, t.period_start, t.area, t.key_id, t.synthetic)
+                = (c.source, c.force_code, c.level, c.span, c.period_start, c.area, c.key_id, c.synthetic)
+              AND t.incidents <= c.n;
+"""
+
 HARM_MONTHLY = """
     CREATE VIEW harm_monthly AS
     SELECT h.batch_id, s.name AS source, h.force_code, l.name AS level, h.period_start AS month,
@@ -106,15 +127,12 @@ def upgrade() -> None:
             IF NOT FOUND OR to_regclass(part) IS NULL THEN
                 RETURN 0;
             END IF;
-            INSERT INTO harm_totals ({KEY}, incidents)
-            SELECT {KEY}, sum(incidents) FROM harm_recent WHERE batch_id = batch AND level <= 5
-            GROUP BY {KEY}
-            ORDER BY {KEY}
-            ON CONFLICT ({KEY}) DO UPDATE SET incidents = harm_totals.incidents + excluded.incidents;
             INSERT INTO harm_counts ({COLUMNS})
             SELECT {COLUMNS} FROM harm_recent WHERE batch_id = batch
             ORDER BY level, span, period_start, area;
             GET DIAGNOSTICS moved = ROW_COUNT;
+            -- The batch's census rows, now in harm_counts, join the totals as loads added them before 0013.
+            PERFORM harm_totals_add(batch);
             DELETE FROM harm_recent_batches WHERE batch_id = batch;
             -- Last, so readers wait for the partition's lock only while this transaction commits.
             EXECUTE format('DROP TABLE %I', part);
@@ -129,25 +147,7 @@ def upgrade() -> None:
         DECLARE
             part text;
         BEGIN
-            -- Folded batches are in harm_totals: take their census counts out again.
-            WITH gone_counts AS (
-                SELECT {KEY_H}, sum(h.incidents) AS n
-                FROM harm_counts h JOIN gone g ON h.batch_id = g.id
-                WHERE h.level <= 5
-                GROUP BY {KEY_H}
-            ), lowered AS (
-                UPDATE harm_totals t SET incidents = t.incidents - c.n
-                FROM gone_counts c
-                WHERE (t.source, t.force_code, t.level, t.span, t.period_start, t.area, t.key_id, t.synthetic)
-                    = (c.source, c.force_code, c.level, c.span, c.period_start, c.area, c.key_id, c.synthetic)
-                  AND t.incidents > c.n
-                RETURNING 1
-            )
-            DELETE FROM harm_totals t USING gone_counts c
-            WHERE (t.source, t.force_code, t.level, t.span, t.period_start, t.area, t.key_id, t.synthetic)
-                = (c.source, c.force_code, c.level, c.span, c.period_start, c.area, c.key_id, c.synthetic)
-              AND t.incidents <= c.n;
-            DELETE FROM harm_counts h USING gone g WHERE h.batch_id = g.id;
+{SUBTRACT_FOLDED}            DELETE FROM harm_counts h USING gone g WHERE h.batch_id = g.id;
             -- Recent batches are a partition each, never in the totals.
             FOR part IN SELECT format('harm_recent_%s', g.id) FROM gone g LOOP
                 IF to_regclass(part) IS NOT NULL THEN
@@ -171,24 +171,7 @@ def downgrade() -> None:
         f"""
         CREATE OR REPLACE FUNCTION delete_batch_records() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            WITH gone_counts AS (
-                SELECT {KEY_H}, sum(h.incidents) AS n
-                FROM harm_counts h JOIN gone g ON h.batch_id = g.id
-                WHERE h.level <= 5
-                GROUP BY {KEY_H}
-            ), lowered AS (
-                UPDATE harm_totals t SET incidents = t.incidents - c.n
-                FROM gone_counts c
-                WHERE (t.source, t.force_code, t.level, t.span, t.period_start, t.area, t.key_id, t.synthetic)
-                    = (c.source, c.force_code, c.level, c.span, c.period_start, c.area, c.key_id, c.synthetic)
-                  AND t.incidents > c.n
-                RETURNING 1
-            )
-            DELETE FROM harm_totals t USING gone_counts c
-            WHERE (t.source, t.force_code, t.level, t.span, t.period_start, t.area, t.key_id, t.synthetic)
-                = (c.source, c.force_code, c.level, c.span, c.period_start, c.area, c.key_id, c.synthetic)
-              AND t.incidents <= c.n;
-            DELETE FROM harm_counts h USING gone g WHERE h.batch_id = g.id;
+{SUBTRACT_FOLDED}            DELETE FROM harm_counts h USING gone g WHERE h.batch_id = g.id;
             DELETE FROM crimes r USING gone g WHERE r.batch_id = g.id;
             DELETE FROM stop_searches r USING gone g WHERE r.batch_id = g.id;
             DELETE FROM offences r USING gone g WHERE r.batch_id = g.id;
