@@ -11,12 +11,13 @@ import hashlib
 import json
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -28,8 +29,10 @@ from ingest.copy import copy_arrow
 from ingest.csvread import Block, CsvFile, CsvSchema
 from ingest.fields import Rejects
 from ingest.labels import Labels
+from ingest.pipeline import prefetch
 
 Progress = Callable[[int, int], None]
+C = TypeVar("C")
 
 # Record tables whose incidents feed the harm aggregate (harm_counts), and the aggregate source they are.
 AGGREGATED_TABLES = {"crimes": "police_uk_street", "offences": "force_offences"}
@@ -131,6 +134,42 @@ class Source(Protocol):
     def process(self, block: Block, ctx: LoadContext) -> Processed:
         """Check, convert and locate one block's rows."""
         ...
+
+
+@runtime_checkable
+class StagedSource(Source, Protocol[C]):
+    """A source whose checks split in two: ``check`` runs on its own thread, a block ahead of ``finish``.
+
+    ``check`` must not use the connection or anything remembered between blocks (``ctx.state``,
+    ``ctx.labels``); whatever does belongs in ``finish``, which sees blocks in file order.
+    """
+
+    def check(self, block: Block, ctx: LoadContext) -> C:
+        """The checks that need only the block itself and the (read-only) areas."""
+        ...
+
+    def finish(self, block: Block, checked: C, ctx: LoadContext) -> Processed:
+        """The rest of ``process``, given what ``check`` found."""
+        ...
+
+    def end(self, ctx: LoadContext) -> None:
+        """After the last block is stored, in the batch's transaction."""
+        ...
+
+
+def _processed_blocks(
+    source: Source, reader: CsvFile, ctx: LoadContext
+) -> Generator[tuple[Block, Processed], None, None]:
+    """Each block with its checked rows: parsing, ``check`` and ``finish`` each on a thread of their own."""
+    blocks = prefetch(reader.blocks(), "harmmap-read")
+    if not isinstance(source, StagedSource):
+        for block in blocks:
+            yield block, source.process(block, ctx)
+        return
+    staged: StagedSource[Any] = source
+    checked = prefetch(((block, staged.check(block, ctx)) for block in blocks), "harmmap-check")
+    for block, found in checked:
+        yield block, staged.finish(block, found, ctx)
 
 
 @dataclass
@@ -240,25 +279,27 @@ def ingest_file(
         done = 0
         progress(0, size)
         try:
-            for block in reader.blocks():
-                processed = source.process(block, ctx)
-                writer.submit(
-                    partial(
-                        _store_block,
-                        conn,
-                        source.table,
-                        batch_id,
-                        block,
-                        processed,
-                        report,
-                        aggregate,
-                        recent,
+            with closing(_processed_blocks(source, reader, ctx)) as processed_blocks:
+                for block, processed in processed_blocks:
+                    writer.submit(
+                        partial(
+                            _store_block,
+                            conn,
+                            source.table,
+                            batch_id,
+                            block,
+                            processed,
+                            report,
+                            aggregate,
+                            recent,
+                        )
                     )
-                )
-                done += block.bytes_read
-                progress(done, size)
+                    done += block.bytes_read
+                    progress(done, size)
         finally:
             writer.close()
+        if isinstance(source, StagedSource):
+            source.end(ctx)
         if aggregate is not None:
             # The aggregate moves with the batch, in the same transaction.
             counting = time.perf_counter()

@@ -141,7 +141,7 @@ class CallsForService:
             )
             synthetic = np.array([bool(f) for f in flags], dtype=bool)
 
-        codes = col["lsoa_code"].to_numpy(zero_copy_only=False).astype(object) if "lsoa_code" in col else None
+        codes = col.get("lsoa_code")
         if "latitude" in col and "longitude" in col:
             coords: tuple[str, str, int] | None = ("longitude", "latitude", 4326)
         elif "easting" in col and "northing" in col:

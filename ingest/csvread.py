@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from harmmap.errors import DataFileError, Problem
@@ -79,23 +78,42 @@ class Block:
     rejects: list[RowReject] = field(default_factory=list)
     blank_lines: int = 0
     bytes_read: int = 0
+    # Physical lines in the block, blank ones included.
+    line_count: int = 0
     _data: bytes = b""
     _first_line: int = 0
-    _starts: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    _ends: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    _bounds: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
 
     @property
     def rows(self) -> int:
         """Rows parsed (not counting rejects)."""
         return len(self.lines)
 
+    def line_bounds(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Where each physical line starts and ends in the block (the end excludes CR LF)."""
+        if self._bounds is None:
+            self._bounds = _line_bounds(self._data)
+        return self._bounds
+
     def raw_lines(self, lines: npt.NDArray[np.int64]) -> list[str]:
         """The original text of the given physical lines, for keeping with a reject."""
+        if not len(lines):
+            return []
+        starts, ends = self.line_bounds()
         index = lines - self._first_line
         return [
             self._data[s:e].decode("utf-8", errors="replace")
-            for s, e in zip(self._starts[index], self._ends[index], strict=True)
+            for s, e in zip(starts[index], ends[index], strict=True)
         ]
+
+
+def _line_bounds(data: bytes) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    buf = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(buf == 10)
+    starts = np.concatenate(([0], newlines[:-1] + 1)).astype(np.int64)
+    ends = newlines.astype(np.int64)
+    has_cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13)
+    return starts, ends - has_cr
 
 
 class CsvFile:
@@ -153,30 +171,31 @@ class CsvFile:
                     data += b"\n"
                 block = self._parse(data, line)
                 block.bytes_read = size
-                line += len(block._starts)
+                line += block.line_count
                 yield block
 
     def _parse(self, data: bytes, first_line: int) -> Block:
-        buf = np.frombuffer(data, dtype=np.uint8)
-        newlines = np.flatnonzero(buf == 10)
-        starts = np.concatenate(([0], newlines[:-1] + 1)).astype(np.int64)
-        ends = newlines.astype(np.int64)
-        has_cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13)
-        ends = ends - has_cr
-        empty = ends == starts
-        line_numbers = first_line + np.arange(len(starts), dtype=np.int64)
+        line_count = data.count(b"\n")
         block = Block(
             columns={},
             lines=np.empty(0, dtype=np.int64),
+            line_count=line_count,
             _data=data,
             _first_line=first_line,
-            _starts=starts,
-            _ends=ends,
         )
+        line_numbers = first_line + np.arange(line_count, dtype=np.int64)
         fast = self._fast(data)
+        if fast is not None and len(fast[self.header[0]]) == line_count:
+            # One row per line: no blank lines and no quoted newlines, so no line needs locating unless a
+            # row is rejected (locating 16 MB of lines in numpy cost more than parsing them).
+            block.columns = fast
+            block.lines = line_numbers
+            return block
+        starts, ends = block.line_bounds()
+        empty = ends == starts
         # pyarrow skips empty lines and flags every other odd line (whitespace-only, wrong width) as
         # malformed, so a clean fast parse has exactly one row per non-empty line.
-        if fast is not None and len(fast[self.header[0]]) == len(starts) - int(np.count_nonzero(empty)):
+        if fast is not None and len(fast[self.header[0]]) == line_count - int(np.count_nonzero(empty)):
             block.columns = fast
             block.lines = line_numbers[~empty]
             block.blank_lines = int(np.count_nonzero(empty))
@@ -191,29 +210,34 @@ class CsvFile:
             malformed = True
             return "skip"
 
-        table = pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(column_names=self.header, use_threads=True, block_size=1 << 21),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.binary() for name in self.header},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-        if malformed:
-            return None
         try:
-            return {name: pc.cast(table.column(name).combine_chunks(), pa.string()) for name in self.header}
+            table = pacsv.read_csv(
+                io.BytesIO(data),
+                read_options=pacsv.ReadOptions(
+                    column_names=self.header, use_threads=True, block_size=1 << 21
+                ),
+                parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+                convert_options=pacsv.ConvertOptions(
+                    # Strings are checked as UTF-8 while parsing, on pyarrow's threads; a block that fails
+                    # is read again carefully, line by line.
+                    column_types={name: pa.string() for name in self.header},
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
         except pa.ArrowInvalid:
             return None
+        if malformed:
+            return None
+        return {name: table.column(name).combine_chunks() for name in self.header}
 
     def _careful(self, block: Block, line_numbers: npt.NDArray[np.int64]) -> Block:
         width = len(self.header)
         texts: list[str] = []
         text_lines: list[int] = []
+        starts, ends = block.line_bounds()
         for index, line_no in enumerate(line_numbers):
-            raw = block._data[block._starts[index] : block._ends[index]]
+            raw = block._data[starts[index] : ends[index]]
             if not raw.strip():
                 block.blank_lines += 1
                 continue

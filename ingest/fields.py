@@ -20,9 +20,32 @@ _MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
 EARLIEST_MONTH = dt.date(2010, 12, 1)
 
 
+# Bytes that may begin or end whitespace: ASCII whitespace, and any non-ASCII byte (a multi-byte character
+# could be Unicode whitespace such as U+00A0).
+_MAY_BE_SPACE = np.zeros(256, dtype=bool)
+_MAY_BE_SPACE[[9, 10, 11, 12, 13, 32]] = True
+_MAY_BE_SPACE[0x80:] = True
+
+
 def text(column: pa.Array) -> pa.Array:
     """Values with surrounding whitespace removed."""
+    # Trimming copies every value; first look at each value's first and last byte, which is enough to
+    # know that most columns have nothing to trim.
+    if pa.types.is_string(column.type) and not _may_have_space(column):
+        return column
     return pc.utf8_trim_whitespace(column)
+
+
+def _may_have_space(column: pa.Array) -> bool:
+    _validity, offsets_buffer, data_buffer = column.buffers()
+    if data_buffer is None or data_buffer.size == 0 or offsets_buffer is None:
+        return False
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32, count=len(column) + 1, offset=column.offset * 4)
+    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    # An empty value's "first byte" is its neighbour's, which can only make the check cautious.
+    first = data.take(offsets[:-1], mode="clip")
+    last = data.take(offsets[1:] - 1, mode="clip")
+    return bool(_MAY_BE_SPACE[first].any() or _MAY_BE_SPACE[last].any())
 
 
 def blank(column: pa.Array) -> Mask:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyproj import Transformer
 
 from geo.h3cells import H3_RESOLUTIONS
@@ -50,7 +51,7 @@ def locate(
     x_text: pa.Array | None,
     y_text: pa.Array | None,
     coords: Coordinates | None,
-    lsoa11_codes: npt.NDArray[np.object_] | None = None,
+    lsoa11_codes: pa.Array | None = None,
     lsoa_field: str = "LSOA code",
     any_lsoa_edition: bool = False,
 ) -> dict[str, pa.Array]:
@@ -59,8 +60,12 @@ def locate(
     lon = np.full(n, np.nan)
     lat = np.full(n, np.nan)
     by_code = np.zeros(n, dtype=bool)
+    # A code is null or empty where the record has none.
     has_code = (
-        np.array([bool(c) for c in lsoa11_codes], dtype=bool)
+        np.asarray(
+            pc.fill_null(pc.greater(pc.utf8_length(lsoa11_codes), 0), False).to_numpy(zero_copy_only=False),
+            dtype=bool,
+        )
         if lsoa11_codes is not None
         else np.zeros(n, bool)
     )
@@ -130,7 +135,9 @@ def locate(
             _pair_msg("is outside the loaded force areas", lon, lat, missed),
         )
     if len(code_rows) and lsoa11_codes is not None:
-        codes = lsoa11_codes[code_rows]
+        codes = np.asarray(
+            lsoa11_codes.take(pa.array(code_rows)).to_numpy(zero_copy_only=False), dtype=object
+        )
         got = assigner.assign_lsoa_codes(codes) if any_lsoa_edition else assigner.assign_lsoa11_codes(codes)
         lsoa11[code_rows], lsoa21[code_rows] = got.lsoa11, got.lsoa21
         located[code_rows] = got.located
@@ -142,7 +149,7 @@ def locate(
             "outside_area",
             _msg(
                 "no coordinates, and LSOA ",
-                quoted(pa.array(lsoa11_codes), missed),
+                quoted(lsoa11_codes, missed),
                 " is not in the loaded force areas",
             ),
         )

@@ -31,7 +31,7 @@ from harm_index.categories import POLICE_UK_CATEGORIES
 from ingest.aggregate import aggregate_columns
 from ingest.batch import LoadContext, Processed
 from ingest.csvread import Block, CsvSchema
-from ingest.fields import Rejects, blank, described, months, nullify_blank
+from ingest.fields import Rejects, described, months, nullify_blank
 from ingest.fields import text as trimmed
 from ingest.locate import Coordinates, locate
 
@@ -81,8 +81,12 @@ class PoliceUkStreet:
 
     def process(self, block: Block, ctx: LoadContext) -> Processed:
         """Check, classify, locate and de-duplicate one block."""
+        return self.finish(block, self.check(block, ctx), ctx)
+
+    def check(self, block: Block, ctx: LoadContext) -> Checked:
+        """Every check that needs neither the store nor earlier blocks: month, category, location."""
         legacy = ctx.schema is LEGACY_2011
-        col = {name: trimmed(values) for name, values in block.columns.items()}
+        col = {name: trimmed(block.columns[name]) for name in _USED[ctx.schema.name]}
         rejects = Rejects(block.rows)
         notes: Counter[str] = Counter()
 
@@ -95,8 +99,7 @@ class PoliceUkStreet:
             described(f"is outside Dec 2010 to {ctx.latest_month:%b %Y}: ", col["Month"], out_of_range),
         )
 
-        canonical = _canonical_categories(col["Crime type"])
-        unknown = np.array([c is None for c in canonical], dtype=bool)
+        canonical, unknown = _canonical_categories(col["Crime type"])
         rejects.add(
             unknown,
             "Crime type",
@@ -112,8 +115,8 @@ class PoliceUkStreet:
                 ctx, rejects, col["Easting"], col["Northing"], Coordinates("Easting", "Northing", 27700)
             )
         else:
-            reported = col["LSOA code"].to_numpy(zero_copy_only=False).astype(object)
-            no_code = blank(col["LSOA code"])
+            reported = nullify_blank(col["LSOA code"])
+            no_code = ~np.asarray(reported.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
             bad_code = ~no_code & ~np.asarray(
                 pc.match_substring_regex(col["LSOA code"], AreaLevel.LSOA11.code_pattern.pattern).to_numpy(
                     zero_copy_only=False
@@ -134,39 +137,53 @@ class PoliceUkStreet:
                 Coordinates("Longitude", "Latitude", 4326),
                 lsoa11_codes=reported,
             )
-            reported[no_code] = None
-
         crime_id = nullify_blank(col["Crime ID"]) if not legacy else pa.nulls(block.rows, pa.string())
-        month_days = np.asarray(month.to_numpy(zero_copy_only=False)).astype("datetime64[D]")
-        _reject_duplicates(ctx, block, crime_id, month_days, located["force_code"], rejects)
+        return Checked(col, rejects, notes, month, crime_id, crime_type, scheme, located, reported)
 
-        assigned = np.asarray(located["lsoa11_code"].to_numpy(zero_copy_only=False), dtype=object)
+    def end(self, ctx: LoadContext) -> None:
+        """After the last block: record where this batch's Crime IDs are."""
+        record_batch_months(ctx)
+
+    def finish(self, block: Block, checked: Checked, ctx: LoadContext) -> Processed:
+        """De-duplicate Crime IDs against earlier blocks and batches, and build the rows to store."""
+        col, rejects, notes, located, reported = (
+            checked.columns,
+            checked.rejects,
+            checked.notes,
+            checked.located,
+            checked.reported,
+        )
+        month_days = np.asarray(checked.month.to_numpy(zero_copy_only=False)).astype("datetime64[D]")
+        _reject_duplicates(ctx, block, checked.crime_id, month_days, located["force_code"], rejects)
+
         by_point = np.asarray(pc.equal(located["location_source"], "point").to_numpy(zero_copy_only=False))
+        n = block.rows
         if reported is not None:
-            compared = by_point & ~no_code & rejects.kept
-            disagrees = np.where(compared, reported != assigned, False)
+            has_code = np.asarray(reported.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+            compared = by_point & has_code & rejects.kept
+            differs = pc.fill_null(pc.not_equal(reported, located["lsoa11_code"]), False)
+            disagrees = compared & np.asarray(differs.to_numpy(zero_copy_only=False), dtype=bool)
             notes["lsoa_compared"] += int(compared.sum())
-            notes["lsoa_disagreements"] += int(disagrees[compared].sum())
+            notes["lsoa_disagreements"] += int(disagrees.sum())
             lsoa_disagrees = pa.array(disagrees, pa.bool_(), mask=~compared)
         else:
-            lsoa_disagrees = pa.nulls(block.rows, pa.bool_())
+            lsoa_disagrees = pa.nulls(n, pa.bool_())
         notes["located_by_lsoa_code"] += int(np.count_nonzero(~by_point & rejects.kept))
 
-        n = block.rows
         labels = ctx.labels
+        crime_type = pa.array(checked.crime_type, pa.string())
+        legacy = reported is None
         table = pa.table(
             {
-                "crime_id": crime_id,
-                "month": month,
+                "crime_id": checked.crime_id,
+                "month": checked.month,
                 "reported_by_id": labels.ids("police_force_name", col["Reported by"]),
                 "falls_within_id": labels.ids("police_force_name", col["Falls within"]),
                 "location_text": col["Location"],
-                "lsoa11_reported": pa.array(reported, pa.string())
-                if reported is not None
-                else pa.nulls(n, pa.string()),
+                "lsoa11_reported": reported if reported is not None else pa.nulls(n, pa.string()),
                 "lsoa_disagrees": lsoa_disagrees,
-                "crime_type_id": labels.ids("crime_type", pa.array(crime_type, pa.string())),
-                "category_scheme_id": labels.ids("category_scheme", pa.array(scheme, pa.string())),
+                "crime_type_id": labels.ids("crime_type", crime_type),
+                "category_scheme_id": labels.ids("category_scheme", pa.array(checked.scheme, pa.string())),
                 "outcome_id": labels.ids("outcome", nullify_blank(col["Last outcome category"]))
                 if not legacy
                 else pa.nulls(n, pa.int16()),
@@ -174,13 +191,34 @@ class PoliceUkStreet:
                 **located,
             }
         )
-        unmapped = pa.array(scheme == "police_uk_2011_unmapped")
+        unmapped = pa.array(checked.scheme == "police_uk_2011_unmapped")
         key = pc.if_else(
-            unmapped,
-            pc.binary_join_element_wise(pa.array(crime_type, pa.string()), pa.scalar(" (2011 category)"), ""),
-            pa.array(crime_type, pa.string()),
+            unmapped, pc.binary_join_element_wise(crime_type, pa.scalar(" (2011 category)"), ""), crime_type
         )
         return Processed(table=table, rejects=rejects, notes=notes, aggregate=aggregate_columns(table, key))
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A block after the checks that run a block ahead (see ``PoliceUkStreet.check``)."""
+
+    columns: dict[str, pa.Array]
+    rejects: Rejects
+    notes: Counter[str]
+    month: pa.Array
+    crime_id: pa.Array
+    crime_type: np.ndarray
+    scheme: np.ndarray
+    located: dict[str, pa.Array]
+    # The record's own LSOA code, null where blank; None for the 2011 format, which has none.
+    reported: pa.Array | None
+
+
+# The columns each format's rows use (police.uk's LSOA name is derived from the code, so it is not kept).
+_USED = {
+    CURRENT.name: tuple(c for c in CURRENT.required if c != "LSOA name"),
+    LEGACY_2011.name: LEGACY_2011.required,
+}
 
 
 def _classify(canonical: np.ndarray, legacy: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -201,7 +239,6 @@ def _classify(canonical: np.ndarray, legacy: bool) -> tuple[np.ndarray, np.ndarr
 _HEX = np.full(256, 255, dtype=np.uint8)
 _HEX[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
 _HEX[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16, dtype=np.uint8)
-_SHIFTS = np.arange(60, -4, -4, dtype=np.uint64)
 # The same rule for the database, which computes stored IDs' keys (16 hex digits are 16 ASCII bytes).
 _HEX_HEAD = r"^[0-9a-fA-F]{16}"
 
@@ -227,9 +264,9 @@ def crime_keys(ids: pa.Array) -> np.ndarray:
         nibbles = _HEX[raw.reshape(len(heads), 16)]
         is_hex = (nibbles != 255).all(axis=1)
         hexadecimal[np.flatnonzero(long_enough)[is_hex]] = True
-        keys[hexadecimal] = (
-            (nibbles[is_hex].astype(np.uint64) << _SHIFTS).sum(axis=1, dtype=np.uint64).view(np.int64)
-        )
+        # Two nibbles a byte, eight bytes read as one big-endian integer.
+        packed = (nibbles[is_hex, 0::2] << 4) | nibbles[is_hex, 1::2]
+        keys[hexadecimal] = np.ascontiguousarray(packed).view(">i8").ravel()
     for i in np.flatnonzero(~hexadecimal):
         keys[i] = int.from_bytes(
             hashlib.blake2b(str(ids[i]).encode(), digest_size=8).digest(), "big", signed=True
@@ -277,38 +314,94 @@ def _reject_duplicates(
 
     live = rejects.kept[rows]
     rows, keys, ids = rows[live], keys[live], ids.filter(pa.array(live))
+    if not len(rows):
+        return
+    # Group the rows by (force, month) with one sort; each group is checked against its own key set.
     encoded = pc.dictionary_encode(force.take(pa.array(rows)))
-    force_index = np.asarray(encoded.indices.to_numpy(zero_copy_only=False))
     forces = encoded.dictionary.to_pylist()
+    force_index = np.asarray(encoded.indices.to_numpy(zero_copy_only=False)).astype(np.int64)
     days = month[rows].astype(np.int64)
-    pairs = sorted(set(zip(force_index.tolist(), days.tolist(), strict=True)))
-    _fetch_seen_keys(ctx, [(forces[f], np.datetime64(d, "D").astype(object)) for f, d in pairs])
-    for f_index, day in pairs:
-        group = (force_index == f_index) & (days == day)
-        month_day = np.datetime64(day, "D").astype(object)
-        seen = _seen_keys(ctx, forces[f_index], month_day)
-        hits = group & seen.contains(keys)
-        if hits.any():
-            hit_ids = ids.filter(pa.array(hits)).to_pylist()
-            stored = ctx.conn.execute(
-                text(
-                    "SELECT crime_id, batch_id, line FROM crimes WHERE force_code = :f AND month = :m "
-                    "AND crime_id = ANY(CAST(:ids AS text[]))"
-                ),
-                {"f": forces[f_index], "m": month_day, "ids": sorted(set(hit_ids))},
-            ).all()
-            where = {r.crime_id: (r.batch_id, r.line) for r in stored}
-            hit_rows = rows[hits]
-            confirmed = [(row, where[v]) for row, v in zip(hit_rows, hit_ids, strict=True) if v in where]
-            mask = np.zeros(block.rows, dtype=bool)
-            reason = np.full(block.rows, None, dtype=object)
-            for row, (batch, line) in confirmed:
-                mask[row] = True
-                reason[row] = "Crime ID already loaded: " + (
-                    f"line {line} of this file" if batch == ctx.batch_id else f"batch {batch}, line {line}"
-                )
-            rejects.add(mask, "Crime ID", "duplicate_id", reason)
-        seen.add(keys[group & rejects.kept[rows]])
+    groups, inverse = np.unique((force_index << 32) | days, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(groups) + 1))
+    pairs = [(forces[int(g) >> 32], np.datetime64(int(g) & 0xFFFFFFFF, "D").astype(object)) for g in groups]
+    _fetch_seen_keys(ctx, pairs)
+    counts = _batch_months(ctx)
+    for (force_code, month_day), lo, hi in zip(pairs, bounds[:-1], bounds[1:], strict=True):
+        members = order[lo:hi]
+        seen = _seen_keys(ctx, force_code, month_day)
+        hit = seen.contains(keys[members])
+        if hit.any():
+            hit_ids = ids.take(pa.array(members[hit]))
+            _reject_stored(ctx, block, rows[members[hit]], hit_ids, force_code, month_day, rejects)
+        fresh = members[rejects.kept[rows[members]]]
+        seen.add(keys[fresh])
+        if len(fresh):
+            counts[(force_code, month_day)] += len(fresh)
+
+
+def _reject_stored(
+    ctx: LoadContext,
+    block: Block,
+    hit_rows: np.ndarray,
+    hit_ids: pa.Array,
+    force_code: str,
+    month_day: dt.date,
+    rejects: Rejects,
+) -> None:
+    """Reject the rows whose key matched an ID already stored, once the full ID is confirmed to match."""
+    values = hit_ids.to_pylist()
+    stored = ctx.conn.execute(
+        text(
+            "SELECT crime_id, batch_id, line FROM crimes WHERE batch_id = ANY(CAST(:b AS integer[])) "
+            "AND force_code = :f AND month = :m AND crime_id = ANY(CAST(:ids AS text[]))"
+        ),
+        {
+            "b": [*_stored_batches(ctx, force_code, month_day), ctx.batch_id],
+            "f": force_code,
+            "m": month_day,
+            "ids": sorted(set(values)),
+        },
+    ).all()
+    where = {r.crime_id: (r.batch_id, r.line) for r in stored}
+    mask = np.zeros(block.rows, dtype=bool)
+    reason = np.full(block.rows, None, dtype=object)
+    for row, value in zip(hit_rows, values, strict=True):
+        if value in where:
+            batch, line = where[value]
+            mask[row] = True
+            reason[row] = "Crime ID already loaded: " + (
+                f"line {line} of this file" if batch == ctx.batch_id else f"batch {batch}, line {line}"
+            )
+    rejects.add(mask, "Crime ID", "duplicate_id", reason)
+
+
+def record_batch_months(ctx: LoadContext) -> None:
+    """Note, for later batches' duplicate checks, how many rows with a Crime ID each force-month got."""
+    counts = _batch_months(ctx)
+    if counts:
+        ctx.conn.execute(
+            text(
+                "INSERT INTO crime_batch_months (force_code, month, batch_id, crime_ids) "
+                "VALUES (:f, :m, :b, :n)"
+            ),
+            [{"f": f, "m": m, "b": ctx.batch_id, "n": n} for (f, m), n in sorted(counts.items())],
+        )
+
+
+def _batch_months(ctx: LoadContext) -> Counter[tuple[str, dt.date]]:
+    counts = ctx.state.setdefault("crime_batch_months", Counter())
+    assert isinstance(counts, Counter)
+    return counts
+
+
+def _stored_batches(ctx: LoadContext, force_code: str, month_day: dt.date) -> list[int]:
+    batches = ctx.state.get(("crime_batches", force_code, month_day))
+    if not isinstance(batches, list):
+        _fetch_seen_keys(ctx, [(force_code, month_day)])
+        batches = ctx.state[("crime_batches", force_code, month_day)]
+    assert isinstance(batches, list)
+    return batches
 
 
 class KeySet:
@@ -350,27 +443,44 @@ def _seen_keys(ctx: LoadContext, force_code: str, month_day: dt.date) -> KeySet:
 def _fetch_seen_keys(ctx: LoadContext, pairs: list[tuple[str, dt.date]]) -> None:
     """Load the stored Crime ID keys of every (force, month) not yet held, one query per force.
 
-    One query for all of a block's new months matters when a file spans years: each month's rows are
-    then spread over the whole table, and a query per month would read it once per month. The 64-bit
-    key is computed in the database for hexadecimal IDs (police.uk's); only other IDs travel whole.
+    crime_batch_months names the earlier batches holding IDs for those months, and only their rows are
+    read (found by the BRIN index on batch_id). One query for all of a block's new months matters when a
+    file spans years: a month's rows are then spread over its whole batch. The 64-bit key is computed in
+    the database for hexadecimal IDs (police.uk's); only other IDs travel whole.
     """
     wanted: dict[str, list[dt.date]] = {}
     for force_code, month_day in pairs:
         if ("crime_keys", force_code, month_day) not in ctx.state:
             wanted.setdefault(force_code, []).append(month_day)
     for force_code, month_days in wanted.items():
-        # Keys travel as one big-endian int8 string per month: millions of keys, no per-row objects.
-        packed = ctx.conn.execute(
+        earlier = ctx.conn.execute(
             text(
-                "SELECT month, string_agg(int8send(('x' || left(crime_id, 16))::bit(64)::bigint), ''::bytea) "
-                "FILTER (WHERE crime_id ~ :hex), "
-                "array_agg(crime_id) FILTER (WHERE crime_id !~ :hex) "
-                "FROM crimes WHERE force_code = :f AND month = ANY(CAST(:m AS date[])) "
-                "AND crime_id IS NOT NULL GROUP BY month"
+                "SELECT month, array_agg(batch_id ORDER BY batch_id) FROM crime_batch_months "
+                "WHERE force_code = :f AND month = ANY(CAST(:m AS date[])) GROUP BY month"
             ),
-            {"hex": _HEX_HEAD, "f": force_code, "m": month_days},
+            {"f": force_code, "m": month_days},
         ).all()
-        stored = {month_day: (keys, others) for month_day, keys, others in packed}
+        batches = {month_day: list(ids) for month_day, ids in earlier}
+        stored = {}
+        if batches:
+            # Keys travel as one big-endian int8 string per month: millions of keys, no per-row objects.
+            packed = ctx.conn.execute(
+                text(
+                    "SELECT month, "
+                    "string_agg(int8send(('x' || left(crime_id, 16))::bit(64)::bigint), ''::bytea) "
+                    "FILTER (WHERE crime_id ~ :hex), "
+                    "array_agg(crime_id) FILTER (WHERE crime_id !~ :hex) "
+                    "FROM crimes WHERE batch_id = ANY(CAST(:b AS integer[])) AND force_code = :f "
+                    "AND month = ANY(CAST(:m AS date[])) AND crime_id IS NOT NULL GROUP BY month"
+                ),
+                {
+                    "hex": _HEX_HEAD,
+                    "b": sorted({b for ids in batches.values() for b in ids}),
+                    "f": force_code,
+                    "m": sorted(batches),
+                },
+            ).all()
+            stored = {month_day: (keys, others) for month_day, keys, others in packed}
         for month_day in month_days:
             keys, others = stored.get(month_day, (None, None))
             seen = KeySet()
@@ -379,12 +489,15 @@ def _fetch_seen_keys(ctx: LoadContext, pairs: list[tuple[str, dt.date]]) -> None
             if others:
                 seen.add(crime_keys(pa.array(others, pa.string())))
             ctx.state[("crime_keys", force_code, month_day)] = seen
+            ctx.state[("crime_batches", force_code, month_day)] = batches.get(month_day, [])
 
 
-def _canonical_categories(values: pa.Array) -> np.ndarray:
-    """The police.uk category each value names (case and spacing forgiven), or None."""
+def _canonical_categories(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The police.uk category each value names (case and spacing forgiven), or None; and where None."""
     encoded = pc.dictionary_encode(values)
     names = [_CANONICAL.get(" ".join(v.lower().split())) for v in encoded.dictionary.to_pylist()]
     lookup = np.array([*names, None], dtype=object)
-    picked: np.ndarray = lookup[np.asarray(encoded.indices.to_numpy(zero_copy_only=False))]
-    return picked
+    indices = np.asarray(encoded.indices.to_numpy(zero_copy_only=False))
+    picked: np.ndarray = lookup[indices]
+    unknown = np.array([n is None for n in names], dtype=bool)[indices]
+    return picked, unknown

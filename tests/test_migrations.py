@@ -24,6 +24,7 @@ TABLES = {
     "ingest_batches",
     "ingest_rejects",
     "crimes",
+    "crime_batch_months",
     "stop_searches",
     "offences",
     "calls",
