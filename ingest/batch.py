@@ -219,10 +219,13 @@ def ingest_file(
     today: dt.date | None = None,
 ) -> IngestReport:
     """Load one file as one batch; refuse it whole if its header is not the source's format."""
-    reader = CsvFile(path, source.schemas)
-    sha256, size = sha256_file(path)
-    started = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
+    reader = CsvFile(path, source.schemas)
+    # The checksum is read on a thread of its own (hashlib releases the GIL) while the areas are fetched.
+    hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harmmap-sha256")
+    checksum = hashing.submit(sha256_file, path)
+    hashing.shutdown(wait=False)
+    started = dt.datetime.now(dt.UTC)
     today = today or dt.date.today()
     with engine.begin() as conn:
         # A bulk load runs as long as the file needs; the timeout protects interactive queries.
@@ -231,6 +234,8 @@ def ingest_file(
         conn.execute(
             text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"harmmap-ingest:{source.name}"}
         )
+        assigner = Assigner.from_store(conn)
+        sha256, size = checksum.result()
         existing = conn.execute(
             text("SELECT id FROM ingest_batches WHERE source = :source AND sha256 = :sha"),
             {"source": source.name, "sha": sha256},
@@ -265,7 +270,7 @@ def ingest_file(
             batch_id=batch_id,
             path=path,
             schema=reader.schema,
-            assigner=Assigner.from_store(conn),
+            assigner=assigner,
             latest_month=today.replace(day=1),
             today=today,
             labels=Labels(writer.connection),

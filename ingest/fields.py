@@ -68,20 +68,24 @@ def numbers(column: pa.Array) -> tuple[FloatArray, Mask, Mask]:
 
 def months(column: pa.Array, latest: dt.date) -> tuple[pa.Array, Mask, Mask]:
     """Parse YYYY-MM months: (first-of-month dates, malformed mask, out-of-range mask)."""
-    ok = np.asarray(pc.match_substring_regex(column, _MONTH).to_numpy(zero_copy_only=False), dtype=bool)
-    padded = pc.binary_join_element_wise(column, pa.scalar("-01"), "")
+    # A file holds a few distinct months: parse those, then spread the results to the rows.
+    encoded = pc.dictionary_encode(column)
+    distinct = encoded.dictionary
+    ok = np.asarray(pc.match_substring_regex(distinct, _MONTH).to_numpy(zero_copy_only=False), dtype=bool)
+    padded = pc.binary_join_element_wise(distinct, pa.scalar("-01"), "")
     parsed = pc.cast(
         pc.strptime(pc.if_else(pa.array(ok), padded, None), format="%Y-%m-%d", unit="s", error_is_null=True),
         pa.date32(),
     )
-    days = np.asarray(parsed.to_numpy(zero_copy_only=False))
-    in_range = np.zeros(len(days), dtype=bool)
-    valid = ok & ~np.isnat(days.astype("datetime64[D]"))
-    stamps = days.astype("datetime64[D]")
+    stamps = np.asarray(parsed.to_numpy(zero_copy_only=False)).astype("datetime64[D]")
+    in_range = np.zeros(len(stamps), dtype=bool)
+    valid = ok & ~np.isnat(stamps)
     in_range[valid] = (stamps[valid] >= np.datetime64(EARLIEST_MONTH)) & (
         stamps[valid] <= np.datetime64(latest)
     )
-    return parsed, ~ok, ok & ~in_range
+    indices = encoded.indices
+    rows = np.asarray(indices.to_numpy(zero_copy_only=False))
+    return parsed.take(indices), ~ok[rows], (ok & ~in_range)[rows]
 
 
 def one_of(column: pa.Array, allowed: Iterable[str]) -> Mask:

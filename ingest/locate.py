@@ -82,10 +82,16 @@ def locate(
             y_blank & ~x_blank, coords.y_field, "bad_coordinates", f"is blank but {coords.x_field} is not"
         )
         rejects.add(
-            x_bad, coords.x_field, "bad_coordinates", _msg("is not a number: ", quoted(x_text, x_bad))
+            x_bad,
+            coords.x_field,
+            "bad_coordinates",
+            _msg("is not a number: ", quoted(x_text, x_bad), mask=x_bad),
         )
         rejects.add(
-            y_bad, coords.y_field, "bad_coordinates", _msg("is not a number: ", quoted(y_text, y_bad))
+            y_bad,
+            coords.y_field,
+            "bad_coordinates",
+            _msg("is not a number: ", quoted(y_text, y_bad), mask=y_bad),
         )
         zero = (x == 0) & (y == 0)
         rejects.add(
@@ -151,6 +157,7 @@ def locate(
                 "no coordinates, and LSOA ",
                 quoted(lsoa11_codes, missed),
                 " is not in the loaded force areas",
+                mask=missed,
             ),
         )
     areas = assigner.area_columns(lsoa11, lsoa21)
@@ -185,12 +192,9 @@ def _pair_msg(what: str, x: FloatArray, y: FloatArray, mask: Mask) -> npt.NDArra
     return out
 
 
-def _msg(*parts: object, mask: Mask | None = None) -> npt.NDArray[np.object_]:
-    """Join string parts and per-row object arrays into one message per row (only where set)."""
-    arrays = [p for p in parts if isinstance(p, np.ndarray)]
-    n = len(arrays[0])
-    where = mask if mask is not None else np.array([a is not None for a in arrays[0]], dtype=bool)
-    out = np.full(n, None, dtype=object)
-    for i in np.flatnonzero(where):
+def _msg(*parts: object, mask: Mask) -> npt.NDArray[np.object_]:
+    """Join string parts and per-row object arrays into one message per row in ``mask``."""
+    out = np.full(len(mask), None, dtype=object)
+    for i in np.flatnonzero(mask):
         out[i] = "".join(str(p[i]) if isinstance(p, np.ndarray) else str(p) for p in parts)
     return out

@@ -99,15 +99,15 @@ class PoliceUkStreet:
             described(f"is outside Dec 2010 to {ctx.latest_month:%b %Y}: ", col["Month"], out_of_range),
         )
 
-        canonical, unknown = _canonical_categories(col["Crime type"])
+        crime_type, scheme, unknown = _categories(col["Crime type"], legacy)
         rejects.add(
             unknown,
             "Crime type",
             "unknown_category",
             described("is not a police.uk category: ", col["Crime type"], unknown),
         )
-        crime_type, scheme = _classify(canonical, legacy)
-        notes["unmapped_category"] += int(np.count_nonzero((scheme == "police_uk_2011_unmapped") & ~unknown))
+        unmapped = np.asarray(pc.equal(scheme, "police_uk_2011_unmapped").to_numpy(zero_copy_only=False))
+        notes["unmapped_category"] += int(np.count_nonzero(unmapped & ~unknown))
 
         if legacy:
             reported = None
@@ -171,7 +171,7 @@ class PoliceUkStreet:
         notes["located_by_lsoa_code"] += int(np.count_nonzero(~by_point & rejects.kept))
 
         labels = ctx.labels
-        crime_type = pa.array(checked.crime_type, pa.string())
+        crime_type = checked.crime_type
         legacy = reported is None
         table = pa.table(
             {
@@ -183,7 +183,7 @@ class PoliceUkStreet:
                 "lsoa11_reported": reported if reported is not None else pa.nulls(n, pa.string()),
                 "lsoa_disagrees": lsoa_disagrees,
                 "crime_type_id": labels.ids("crime_type", crime_type),
-                "category_scheme_id": labels.ids("category_scheme", pa.array(checked.scheme, pa.string())),
+                "category_scheme_id": labels.ids("category_scheme", checked.scheme),
                 "outcome_id": labels.ids("outcome", nullify_blank(col["Last outcome category"]))
                 if not legacy
                 else pa.nulls(n, pa.int16()),
@@ -191,7 +191,7 @@ class PoliceUkStreet:
                 **located,
             }
         )
-        unmapped = pa.array(checked.scheme == "police_uk_2011_unmapped")
+        unmapped = pc.equal(checked.scheme, "police_uk_2011_unmapped")
         key = pc.if_else(
             unmapped, pc.binary_join_element_wise(crime_type, pa.scalar(" (2011 category)"), ""), crime_type
         )
@@ -207,8 +207,8 @@ class Checked:
     notes: Counter[str]
     month: pa.Array
     crime_id: pa.Array
-    crime_type: np.ndarray
-    scheme: np.ndarray
+    crime_type: pa.Array
+    scheme: pa.Array
     located: dict[str, pa.Array]
     # The record's own LSOA code, null where blank; None for the 2011 format, which has none.
     reported: pa.Array | None
@@ -219,21 +219,6 @@ _USED = {
     CURRENT.name: tuple(c for c in CURRENT.required if c != "LSOA name"),
     LEGACY_2011.name: LEGACY_2011.required,
 }
-
-
-def _classify(canonical: np.ndarray, legacy: bool) -> tuple[np.ndarray, np.ndarray]:
-    crime_type = canonical.copy()
-    scheme = np.full(len(canonical), "police_uk", dtype=object)
-    if legacy:
-        mapped = np.array([c in LEGACY_ONE_TO_ONE for c in canonical], dtype=bool)
-        scheme[:] = "police_uk_2011_unmapped"
-        scheme[mapped] = "police_uk_2011_mapped"
-        crime_type[mapped] = [LEGACY_ONE_TO_ONE[c] for c in canonical[mapped]]
-    else:
-        retired = np.array([c in RETIRED_CATEGORIES for c in canonical], dtype=bool)
-        scheme[retired] = "police_uk_2011_unmapped"
-    crime_type[np.array([c is None for c in crime_type], dtype=bool)] = ""  # rejected rows; never stored
-    return crime_type, scheme
 
 
 _HEX = np.full(256, 255, dtype=np.uint8)
@@ -492,12 +477,27 @@ def _fetch_seen_keys(ctx: LoadContext, pairs: list[tuple[str, dt.date]]) -> None
             ctx.state[("crime_batches", force_code, month_day)] = batches.get(month_day, [])
 
 
-def _canonical_categories(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """The police.uk category each value names (case and spacing forgiven), or None; and where None."""
+def _categories(values: pa.Array, legacy: bool) -> tuple[pa.Array, pa.Array, np.ndarray]:
+    """Each row's crime type and category scheme, and where the value is not a police.uk category.
+
+    Case and spacing are forgiven. The work is done once per distinct value, not per row. Unknown values
+    get an empty crime type: their rows are rejected and never stored.
+    """
     encoded = pc.dictionary_encode(values)
-    names = [_CANONICAL.get(" ".join(v.lower().split())) for v in encoded.dictionary.to_pylist()]
-    lookup = np.array([*names, None], dtype=object)
-    indices = np.asarray(encoded.indices.to_numpy(zero_copy_only=False))
-    picked: np.ndarray = lookup[indices]
-    unknown = np.array([n is None for n in names], dtype=bool)[indices]
-    return picked, unknown
+    crime_types, schemes, unknown = [], [], []
+    for value in encoded.dictionary.to_pylist():
+        name = _CANONICAL.get(" ".join(value.lower().split()))
+        unknown.append(name is None)
+        if legacy:
+            one_to_one = LEGACY_ONE_TO_ONE.get(name) if name else None
+            crime_types.append(one_to_one or name or "")
+            schemes.append("police_uk_2011_mapped" if one_to_one else "police_uk_2011_unmapped")
+        else:
+            crime_types.append(name or "")
+            schemes.append("police_uk_2011_unmapped" if name in RETIRED_CATEGORIES else "police_uk")
+    indices = encoded.indices
+    return (
+        pa.array(crime_types, pa.string()).take(indices),
+        pa.array(schemes, pa.string()).take(indices),
+        np.array(unknown, dtype=bool)[np.asarray(indices.to_numpy(zero_copy_only=False))],
+    )
