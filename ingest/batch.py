@@ -13,8 +13,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -29,7 +28,7 @@ from ingest.copy import copy_arrow
 from ingest.csvread import Block, CsvFile, CsvSchema
 from ingest.fields import Rejects
 from ingest.labels import Labels
-from ingest.pipeline import prefetch
+from ingest.pipeline import Prefetch
 
 Progress = Callable[[int, int], None]
 C = TypeVar("C")
@@ -157,19 +156,17 @@ class StagedSource(Source, Protocol[C]):
         ...
 
 
-def _processed_blocks(
-    source: Source, reader: CsvFile, ctx: LoadContext
-) -> Generator[tuple[Block, Processed], None, None]:
-    """Each block with its checked rows: parsing, ``check`` and ``finish`` each on a thread of their own."""
-    blocks = prefetch(reader.blocks(), "harmmap-read")
-    if not isinstance(source, StagedSource):
+def _checking(source: Source, reader: CsvFile, ctx: LoadContext) -> Prefetch[tuple[Block, Any]]:
+    """The file's blocks, parsed on one thread and checked (``StagedSource.check``) on another."""
+    return Prefetch(_checked(source, Prefetch(reader.blocks(), "harmmap-read"), ctx), "harmmap-check")
+
+
+def _checked(
+    source: Source, blocks: Prefetch[Block], ctx: LoadContext
+) -> Generator[tuple[Block, Any], None, None]:
+    with blocks:
         for block in blocks:
-            yield block, source.process(block, ctx)
-        return
-    staged: StagedSource[Any] = source
-    checked = prefetch(((block, staged.check(block, ctx)) for block in blocks), "harmmap-check")
-    for block, found in checked:
-        yield block, staged.finish(block, found, ctx)
+            yield block, (source.check(block, ctx) if isinstance(source, StagedSource) else None)
 
 
 @dataclass
@@ -235,39 +232,10 @@ def ingest_file(
             text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"harmmap-ingest:{source.name}"}
         )
         assigner = Assigner.from_store(conn)
-        sha256, size = checksum.result()
-        existing = conn.execute(
-            text("SELECT id FROM ingest_batches WHERE source = :source AND sha256 = :sha"),
-            {"source": source.name, "sha": sha256},
-        ).scalar()
-        if existing is not None:
-            return _already_loaded(conn, int(existing), path, source)
-        if getattr(source, "replaces", False):
-            # A reference layer is one edition at a time: a new file replaces the old one whole.
-            conn.execute(text("DELETE FROM ingest_batches WHERE source = :source"), {"source": source.name})
-        batch_id = int(
-            conn.execute(
-                text(
-                    "INSERT INTO ingest_batches (source, file_name, sha256, bytes, force_code, synthetic, "
-                    "data_rows, blank_lines, accepted, rejected, started_at, finished_at, seconds) "
-                    "VALUES (:source, :file, :sha, :bytes, :force, :synthetic, 0, 0, 0, 0, :now, :now, 0) "
-                    "RETURNING id"
-                ),
-                {
-                    "source": source.name,
-                    "file": path.name,
-                    "sha": sha256,
-                    "bytes": size,
-                    "force": force_code,
-                    "synthetic": synthetic,
-                    "now": started,
-                },
-            ).scalar_one()
-        )
         writer = BlockWriter(conn)
         ctx = LoadContext(
             writer=writer,
-            batch_id=batch_id,
+            batch_id=0,  # until the batch is recorded; check() does not use it
             path=path,
             schema=reader.schema,
             assigner=assigner,
@@ -276,16 +244,55 @@ def ingest_file(
             labels=Labels(writer.connection),
             force_code=force_code,
         )
-        report = IngestReport(file=path.name, source=source.name, batch_id=batch_id, status="loaded")
-        aggregate = (
-            BatchAggregate(AGGREGATED_TABLES[source.table]) if source.table in AGGREGATED_TABLES else None
-        )
-        recent = RecentPartition(batch_id)
-        done = 0
-        progress(0, size)
-        try:
-            with closing(_processed_blocks(source, reader, ctx)) as processed_blocks:
-                for block, processed in processed_blocks:
+        # Parsing and checking start while the checksum is still being read. For a file already loaded
+        # the first blocks' work is thrown away; for a new one it is ready when the batch is.
+        with _checking(source, reader, ctx) as checking:
+            sha256, size = checksum.result()
+            existing = conn.execute(
+                text("SELECT id FROM ingest_batches WHERE source = :source AND sha256 = :sha"),
+                {"source": source.name, "sha": sha256},
+            ).scalar()
+            if existing is not None:
+                return _already_loaded(conn, int(existing), path, source)
+            if getattr(source, "replaces", False):
+                # A reference layer is one edition at a time: a new file replaces the old one whole.
+                conn.execute(
+                    text("DELETE FROM ingest_batches WHERE source = :source"), {"source": source.name}
+                )
+            batch_id = int(
+                conn.execute(
+                    text(
+                        "INSERT INTO ingest_batches (source, file_name, sha256, bytes, force_code, "
+                        "synthetic, data_rows, blank_lines, accepted, rejected, started_at, finished_at, "
+                        "seconds) VALUES (:source, :file, :sha, :bytes, :force, :synthetic, 0, 0, 0, 0, "
+                        ":now, :now, 0) RETURNING id"
+                    ),
+                    {
+                        "source": source.name,
+                        "file": path.name,
+                        "sha": sha256,
+                        "bytes": size,
+                        "force": force_code,
+                        "synthetic": synthetic,
+                        "now": started,
+                    },
+                ).scalar_one()
+            )
+            ctx = replace(ctx, batch_id=batch_id)
+            report = IngestReport(file=path.name, source=source.name, batch_id=batch_id, status="loaded")
+            aggregate = (
+                BatchAggregate(AGGREGATED_TABLES[source.table]) if source.table in AGGREGATED_TABLES else None
+            )
+            recent = RecentPartition(batch_id)
+            done = 0
+            progress(0, size)
+            try:
+                for block, checked in checking:
+                    processed = (
+                        source.finish(block, checked, ctx)
+                        if isinstance(source, StagedSource)
+                        else source.process(block, ctx)
+                    )
                     writer.submit(
                         partial(
                             _store_block,
@@ -301,43 +308,43 @@ def ingest_file(
                     )
                     done += block.bytes_read
                     progress(done, size)
-        finally:
-            writer.close()
-        if isinstance(source, StagedSource):
-            source.end(ctx)
-        if aggregate is not None:
-            # The aggregate moves with the batch, in the same transaction.
-            counting = time.perf_counter()
-            final_rows = aggregate.flush(conn, batch_id)
-            combined = time.perf_counter()
-            recent.write(conn, final_rows)
-            written = time.perf_counter()
-            # The batch's counts are read from its own partition until harm_recent_fold moves them.
-            recent.attach(conn)
-            done_at = time.perf_counter()
-            report.aggregate_phases.update(
-                {"combine": combined - counting, "write": written - combined, "index": done_at - written}
+            finally:
+                writer.close()
+            if isinstance(source, StagedSource):
+                source.end(ctx)
+            if aggregate is not None:
+                # The aggregate moves with the batch, in the same transaction.
+                counting = time.perf_counter()
+                final_rows = aggregate.flush(conn, batch_id)
+                combined = time.perf_counter()
+                recent.write(conn, final_rows)
+                written = time.perf_counter()
+                # The batch's counts are read from its own partition until harm_recent_fold moves them.
+                recent.attach(conn)
+                done_at = time.perf_counter()
+                report.aggregate_phases.update(
+                    {"combine": combined - counting, "write": written - combined, "index": done_at - written}
+                )
+                report.aggregate_seconds += done_at - counting
+            report.seconds = time.perf_counter() - clock
+            conn.execute(
+                text(
+                    "UPDATE ingest_batches SET data_rows = :rows, blank_lines = :blank, accepted = :acc, "
+                    "rejected = :rej, finished_at = :end, seconds = :secs, notes = CAST(:notes AS jsonb), "
+                    "synthetic = synthetic OR :synthetic WHERE id = :id"
+                ),
+                {
+                    "rows": report.data_rows,
+                    "blank": report.blank_lines,
+                    "acc": report.accepted,
+                    "rej": report.rejected,
+                    "end": dt.datetime.now(dt.UTC),
+                    "secs": report.seconds,
+                    "notes": _json(report),
+                    "synthetic": report.notes.get("synthetic_rows", 0) > 0,
+                    "id": batch_id,
+                },
             )
-            report.aggregate_seconds += done_at - counting
-        report.seconds = time.perf_counter() - clock
-        conn.execute(
-            text(
-                "UPDATE ingest_batches SET data_rows = :rows, blank_lines = :blank, accepted = :acc, "
-                "rejected = :rej, finished_at = :end, seconds = :secs, notes = CAST(:notes AS jsonb), "
-                "synthetic = synthetic OR :synthetic WHERE id = :id"
-            ),
-            {
-                "rows": report.data_rows,
-                "blank": report.blank_lines,
-                "acc": report.accepted,
-                "rej": report.rejected,
-                "end": dt.datetime.now(dt.UTC),
-                "secs": report.seconds,
-                "notes": _json(report),
-                "synthetic": report.notes.get("synthetic_rows", 0) > 0,
-                "id": batch_id,
-            },
-        )
     return report
 
 
