@@ -229,34 +229,46 @@ _HEX_HEAD = r"^[0-9a-fA-F]{16}"
 
 
 def crime_keys(ids: pa.Array) -> np.ndarray:
-    """A 64-bit key per Crime ID: its first 16 hex digits (police.uk IDs are SHA-256 hex), else a hash."""
-    ids = pa.array(ids, pa.string()) if not isinstance(ids, pa.Array) else ids
-    keys = np.zeros(len(ids), dtype=np.int64)
-    if len(ids) == 0:
+    """A 64-bit key per Crime ID: its first 16 hex digits (police.uk IDs are SHA-256 hex), else a hash.
+
+    Null IDs get 0, which means nothing: callers only look at the keys of IDs that are present.
+    """
+    if not isinstance(ids, pa.Array) or ids.type != pa.string():
+        ids = pa.array(ids, pa.string()) if not isinstance(ids, pa.Array) else pc.cast(ids, pa.string())
+    n = len(ids)
+    keys = np.zeros(n, dtype=np.int64)
+    if n == 0:
         return keys
-    # The first 16 bytes, checked as hex digits by table lookup: a regex over every ID cost more.
-    raw_ids = pc.cast(ids, pa.binary())
-    long_enough = np.asarray(
-        pc.fill_null(pc.greater_equal(pc.binary_length(raw_ids), 16), False).to_numpy(zero_copy_only=False),
-        dtype=bool,
+    valid = (
+        np.ones(n, dtype=bool)
+        if ids.null_count == 0
+        else np.asarray(ids.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
     )
-    hexadecimal = np.zeros(len(ids), dtype=bool)
+    # Straight from the Arrow buffers, in a few numpy calls: each pyarrow call here gave the GIL away to
+    # the loader's other threads, and waiting to get it back cost more than the work.
+    _validity, offsets_buffer, data_buffer = ids.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32, count=n + 1, offset=ids.offset * 4)
+    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+    starts = offsets[:-1]
+    long_enough = valid & (offsets[1:] - starts >= 16)
+    hexadecimal = np.zeros(n, dtype=bool)
     if long_enough.any():
-        heads = pc.cast(pc.binary_slice(raw_ids.filter(pa.array(long_enough)), 0, 16), pa.binary(16))
-        raw = np.frombuffer(heads.buffers()[1], dtype=np.uint8)[
-            heads.offset * 16 : (heads.offset + len(heads)) * 16
-        ]
-        nibbles = _HEX[raw.reshape(len(heads), 16)]
+        # The first 16 bytes, checked as hex digits by table lookup.
+        nibbles = _HEX[data[starts[long_enough][:, None] + _FIRST_16]]
         is_hex = (nibbles != 255).all(axis=1)
-        hexadecimal[np.flatnonzero(long_enough)[is_hex]] = True
+        where = np.flatnonzero(long_enough)[is_hex]
+        hexadecimal[where] = True
         # Two nibbles a byte, eight bytes read as one big-endian integer.
         packed = (nibbles[is_hex, 0::2] << 4) | nibbles[is_hex, 1::2]
-        keys[hexadecimal] = np.ascontiguousarray(packed).view(">i8").ravel()
-    for i in np.flatnonzero(~hexadecimal):
+        keys[where] = np.ascontiguousarray(packed).view(">i8").ravel()
+    for i in np.flatnonzero(valid & ~hexadecimal):
         keys[i] = int.from_bytes(
-            hashlib.blake2b(str(ids[i]).encode(), digest_size=8).digest(), "big", signed=True
+            hashlib.blake2b(str(ids[int(i)]).encode(), digest_size=8).digest(), "big", signed=True
         )
     return keys
+
+
+_FIRST_16 = np.arange(16, dtype=np.int32)
 
 
 def _reject_duplicates(
@@ -276,21 +288,21 @@ def _reject_duplicates(
     if not present.any():
         return
     rows = np.flatnonzero(present)
-    ids = crime_id.take(pa.array(rows))
-    keys = crime_keys(ids)
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    earlier = first[inverse]
-    candidate = earlier != np.arange(len(rows))
-    if candidate.any():
+    keys = crime_keys(crime_id)[rows]
+    # Repeats within the block: equal keys are neighbours once sorted; a stable sort puts the first
+    # occurrence first.
+    order = np.argsort(keys, kind="stable")
+    starts_run = np.concatenate(([True], keys[order][1:] != keys[order][:-1]))
+    if not starts_run.all():
+        first = np.empty(len(rows), dtype=np.int64)
+        first[order] = order[np.flatnonzero(starts_run)][np.cumsum(starts_run) - 1]
+        candidate = np.flatnonzero(first != np.arange(len(rows)))
         same = np.array(
-            [
-                ids[int(a)].as_py() == ids[int(b)].as_py()
-                for a, b in zip(np.flatnonzero(candidate), earlier[candidate], strict=True)
-            ],
+            [crime_id[int(rows[a])].as_py() == crime_id[int(rows[first[a]])].as_py() for a in candidate],
             dtype=bool,
         )
-        repeat_rows = rows[np.flatnonzero(candidate)[same]]
-        first_lines = block.lines[rows[earlier[candidate][same]]]
+        repeat_rows = rows[candidate[same]]
+        first_lines = block.lines[rows[first[candidate[same]]]]
         mask = np.zeros(block.rows, dtype=bool)
         mask[repeat_rows] = True
         reason = np.full(block.rows, None, dtype=object)
@@ -298,17 +310,21 @@ def _reject_duplicates(
         rejects.add(mask, "Crime ID", "duplicate_id", reason)
 
     live = rejects.kept[rows]
-    rows, keys, ids = rows[live], keys[live], ids.filter(pa.array(live))
+    rows, keys = rows[live], keys[live]
     if not len(rows):
         return
-    # Group the rows by (force, month) with one sort; each group is checked against its own key set.
-    encoded = pc.dictionary_encode(force.take(pa.array(rows)))
+    # Group the rows by (force, month); each group is checked against its own key set. A police.uk file
+    # is one force and one month, which needs no sorting.
+    encoded = pc.dictionary_encode(force)
     forces = encoded.dictionary.to_pylist()
-    force_index = np.asarray(encoded.indices.to_numpy(zero_copy_only=False)).astype(np.int64)
-    days = month[rows].astype(np.int64)
-    groups, inverse = np.unique((force_index << 32) | days, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(len(groups) + 1))
+    force_index = np.asarray(encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)).astype(np.int64)
+    group_key = (force_index[rows] << 32) | month[rows].astype(np.int64)
+    if group_key.min() == group_key.max():
+        groups, order, bounds = group_key[:1], np.arange(len(rows)), np.array([0, len(rows)])
+    else:
+        groups, inverse = np.unique(group_key, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[order], np.arange(len(groups) + 1))
     pairs = [(forces[int(g) >> 32], np.datetime64(int(g) & 0xFFFFFFFF, "D").astype(object)) for g in groups]
     _fetch_seen_keys(ctx, pairs)
     counts = _batch_months(ctx)
@@ -317,7 +333,7 @@ def _reject_duplicates(
         seen = _seen_keys(ctx, force_code, month_day)
         hit = seen.contains(keys[members])
         if hit.any():
-            hit_ids = ids.take(pa.array(members[hit]))
+            hit_ids = crime_id.take(pa.array(rows[members[hit]]))
             _reject_stored(ctx, block, rows[members[hit]], hit_ids, force_code, month_day, rejects)
         fresh = members[rejects.kept[rows[members]]]
         seen.add(keys[fresh])

@@ -388,3 +388,8 @@ def test_crime_keys_are_the_first_16_hex_digits_or_else_a_hash() -> None:
     for key, other in zip(keys[2:], others, strict=True):
         digest = hashlib.blake2b(other.encode(), digest_size=8).digest()
         assert key == int.from_bytes(digest, "big", signed=True), other
+    # Keys are read from the Arrow buffers: a slice (non-zero offset) and nulls give the same keys.
+    with_nulls = pa.array(["x", None, hexadecimal, None, *others, "0123456789ABCDEF"])
+    sliced = crime_keys(with_nulls.slice(2))
+    assert sliced[0] == keys[0] and sliced[1] == 0 and list(sliced[-1:]) == [keys[1]]
+    assert list(sliced[2:-1]) == list(keys[2:])
