@@ -84,39 +84,16 @@ class Assigner:
                 "WHERE level = 'lsoa21' ORDER BY code"
             )
         ).all()
-        lsoa11, lsoa21 = _point_indexes(
-            conn, fingerprint, _polygons([r[1] for r in l11]), _polygons([r[1] for r in l21])
-        )
-        pairs = conn.execute(
-            text(
-                """
-                SELECT l.lsoa11_code, l.lsoa21_code,
-                       (w.ward_code IS NOT NULL AND w.ward_code = x.ward_code) AS in_chosen_ward
-                FROM lookup_lsoa11_lsoa21 l
-                LEFT JOIN lookup_lsoa21_ward w ON w.lsoa21_code = l.lsoa21_code
-                LEFT JOIN lookup_lsoa11_ward x ON x.lsoa11_code = l.lsoa11_code
-                ORDER BY l.lsoa11_code, in_chosen_ward DESC, l.lsoa21_code
-                """
-            )
-        ).all()
         codes11 = np.array([r[0] for r in l11], dtype=object)
         codes21 = np.array([r[0] for r in l21], dtype=object)
-        idx11 = pd.Index(codes11)
-        idx21 = pd.Index(codes21)
-        # The representative LSOA21 of an LSOA11 lies in the ward that LSOA11 is assigned to; the
-        # representative LSOA11 of a merged LSOA21 is the first by code.
-        to21 = np.full(len(codes11), OUTSIDE, dtype=np.int32)
-        to11 = np.full(len(codes21), OUTSIDE, dtype=np.int32)
-        if pairs:
-            p11 = idx11.get_indexer(np.array([p[0] for p in pairs], dtype=object))
-            p21 = idx21.get_indexer(np.array([p[1] for p in pairs], dtype=object))
-            ok = (p11 >= 0) & (p21 >= 0)
-            p11, p21 = p11[ok], p21[ok]
-            first11 = np.unique(p11, return_index=True)[1]
-            to21[p11[first11]] = p21[first11]
-            order = np.lexsort((p11, p21))
-            first21 = np.unique(p21[order], return_index=True)[1]
-            to11[p21[order][first21]] = p11[order][first21]
+        lsoa11, lsoa21, to21, to11 = _point_indexes(
+            conn,
+            fingerprint,
+            _polygons([r[1] for r in l11]),
+            _polygons([r[1] for r in l21]),
+            codes11,
+            codes21,
+        )
         return cls(
             fingerprint=fingerprint,
             lsoa11=lsoa11,
@@ -195,27 +172,87 @@ _CACHE: dict[str, Assigner] = {}
 
 
 def _point_indexes(
-    conn: Connection, fingerprint: str, polygons11: ObjectArray, polygons21: ObjectArray
-) -> tuple[PolygonIndex, PolygonIndex]:
-    """The two editions' point indexes: as stored for this version of the areas, else built and stored."""
+    conn: Connection,
+    fingerprint: str,
+    polygons11: ObjectArray,
+    polygons21: ObjectArray,
+    codes11: ObjectArray,
+    codes21: ObjectArray,
+) -> tuple[PolygonIndex, PolygonIndex, IndexArray, IndexArray]:
+    """The two editions' point indexes and representative LSOAs.
+
+    They are read as stored for this version of the areas and lookups, else worked out and stored.
+    """
     stored = conn.execute(
         text("SELECT arrays FROM point_index WHERE fingerprint = :f"), {"f": fingerprint}
     ).scalar()
     if stored is not None:
         with np.load(io.BytesIO(stored), allow_pickle=False) as arrays:
-            return (
-                PolygonIndex.from_arrays(polygons11, arrays, "lsoa11_"),
-                PolygonIndex.from_arrays(polygons21, arrays, "lsoa21_"),
-            )
-    lsoa11, lsoa21 = PolygonIndex.build(polygons11), PolygonIndex.build(polygons21)
+            lsoa11 = PolygonIndex.from_arrays(polygons11, arrays, "lsoa11_")
+            lsoa21 = PolygonIndex.from_arrays(polygons21, arrays, "lsoa21_")
+            if _REPRESENTATIVES <= set(arrays.files):
+                return lsoa11, lsoa21, arrays["lsoa11_to_lsoa21"], arrays["lsoa21_to_lsoa11"]
+        # Stored before the representatives were kept with it: add them.
+    else:
+        lsoa11, lsoa21 = PolygonIndex.build(polygons11), PolygonIndex.build(polygons21)
+    to21, to11 = _representatives(conn, codes11, codes21)
     buffer = io.BytesIO()
-    np.savez(buffer, allow_pickle=False, **lsoa11.arrays("lsoa11_"), **lsoa21.arrays("lsoa21_"))
+    np.savez(
+        buffer,
+        allow_pickle=False,
+        **lsoa11.arrays("lsoa11_"),
+        **lsoa21.arrays("lsoa21_"),
+        lsoa11_to_lsoa21=to21,
+        lsoa21_to_lsoa11=to11,
+    )
     conn.execute(text("DELETE FROM point_index WHERE fingerprint <> :f"), {"f": fingerprint})
     conn.execute(
-        text("INSERT INTO point_index (fingerprint, arrays) VALUES (:f, :a) ON CONFLICT DO NOTHING"),
+        text(
+            "INSERT INTO point_index (fingerprint, arrays) VALUES (:f, :a) "
+            "ON CONFLICT (fingerprint) DO UPDATE SET arrays = EXCLUDED.arrays"
+        ),
         {"f": fingerprint, "a": buffer.getvalue()},
     )
-    return lsoa11, lsoa21
+    return lsoa11, lsoa21, to21, to11
+
+
+# Kept with the point index (same fingerprint): reading them there saves a 50 ms query every load.
+_REPRESENTATIVES = {"lsoa11_to_lsoa21", "lsoa21_to_lsoa11"}
+
+
+def _representatives(
+    conn: Connection, codes11: ObjectArray, codes21: ObjectArray
+) -> tuple[IndexArray, IndexArray]:
+    """For each LSOA11 the LSOA21 that stands for it, and the reverse (-1 where none).
+
+    The representative LSOA21 of an LSOA11 lies in the ward that LSOA11 is assigned to; the
+    representative LSOA11 of a merged LSOA21 is the first by code.
+    """
+    pairs = conn.execute(
+        text(
+            """
+            SELECT l.lsoa11_code, l.lsoa21_code,
+                   (w.ward_code IS NOT NULL AND w.ward_code = x.ward_code) AS in_chosen_ward
+            FROM lookup_lsoa11_lsoa21 l
+            LEFT JOIN lookup_lsoa21_ward w ON w.lsoa21_code = l.lsoa21_code
+            LEFT JOIN lookup_lsoa11_ward x ON x.lsoa11_code = l.lsoa11_code
+            ORDER BY l.lsoa11_code, in_chosen_ward DESC, l.lsoa21_code
+            """
+        )
+    ).all()
+    to21 = np.full(len(codes11), OUTSIDE, dtype=np.int32)
+    to11 = np.full(len(codes21), OUTSIDE, dtype=np.int32)
+    if pairs:
+        p11 = pd.Index(codes11).get_indexer(pd.Index([p[0] for p in pairs]))
+        p21 = pd.Index(codes21).get_indexer(pd.Index([p[1] for p in pairs]))
+        ok = (p11 >= 0) & (p21 >= 0)
+        p11, p21 = p11[ok], p21[ok]
+        first11 = np.unique(p11, return_index=True)[1]
+        to21[p11[first11]] = p21[first11]
+        order = np.lexsort((p11, p21))
+        first21 = np.unique(p21[order], return_index=True)[1]
+        to11[p21[order][first21]] = p11[order][first21]
+    return to21, to11
 
 
 def _polygons(wkb: list[bytes]) -> npt.NDArray[np.object_]:

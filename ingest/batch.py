@@ -156,9 +156,9 @@ class StagedSource(Source, Protocol[C]):
         ...
 
 
-def _checking(source: Source, reader: CsvFile, ctx: LoadContext) -> Prefetch[tuple[Block, Any]]:
-    """The file's blocks, parsed on one thread and checked (``StagedSource.check``) on another."""
-    return Prefetch(_checked(source, Prefetch(reader.blocks(), "harmmap-read"), ctx), "harmmap-check")
+def _checking(source: Source, blocks: Prefetch[Block], ctx: LoadContext) -> Prefetch[tuple[Block, Any]]:
+    """The file's blocks (parsed on their own thread), checked (``StagedSource.check``) on another."""
+    return Prefetch(_checked(source, blocks, ctx), "harmmap-check")
 
 
 def _checked(
@@ -224,7 +224,9 @@ def ingest_file(
     hashing.shutdown(wait=False)
     started = dt.datetime.now(dt.UTC)
     today = today or dt.date.today()
-    with engine.begin() as conn:
+    # The first blocks are parsed while the checksum is read and the areas fetched.
+    blocks = Prefetch(reader.blocks(), "harmmap-read")
+    with blocks, engine.begin() as conn:
         # A bulk load runs as long as the file needs; the timeout protects interactive queries.
         conn.execute(text("SET LOCAL statement_timeout = 0"))
         # One load per source at a time, so duplicate checks see every earlier batch.
@@ -244,9 +246,9 @@ def ingest_file(
             labels=Labels(writer.connection),
             force_code=force_code,
         )
-        # Parsing and checking start while the checksum is still being read. For a file already loaded
-        # the first blocks' work is thrown away; for a new one it is ready when the batch is.
-        with _checking(source, reader, ctx) as checking:
+        # Checking starts while the checksum is still being read. For a file already loaded the first
+        # blocks' work is thrown away; for a new one it is ready when the batch is.
+        with _checking(source, blocks, ctx) as checking:
             sha256, size = checksum.result()
             existing = conn.execute(
                 text("SELECT id FROM ingest_batches WHERE source = :source AND sha256 = :sha"),
