@@ -327,18 +327,16 @@ def _reject_duplicates(
         bounds = np.searchsorted(inverse[order], np.arange(len(groups) + 1))
     pairs = [(forces[int(g) >> 32], np.datetime64(int(g) & 0xFFFFFFFF, "D").astype(object)) for g in groups]
     _fetch_seen_keys(ctx, pairs)
-    counts = _batch_months(ctx)
+    batch_keys = _batch_keys(ctx)
     for (force_code, month_day), lo, hi in zip(pairs, bounds[:-1], bounds[1:], strict=True):
         members = order[lo:hi]
-        seen = _seen_keys(ctx, force_code, month_day)
-        hit = seen.contains(keys[members])
+        stored = _seen_keys(ctx, force_code, month_day)
+        mine = batch_keys.setdefault((force_code, month_day), KeySet())
+        hit = stored.contains(keys[members]) | mine.contains(keys[members])
         if hit.any():
             hit_ids = crime_id.take(pa.array(rows[members[hit]]))
             _reject_stored(ctx, block, rows[members[hit]], hit_ids, force_code, month_day, rejects)
-        fresh = members[rejects.kept[rows[members]]]
-        seen.add(keys[fresh])
-        if len(fresh):
-            counts[(force_code, month_day)] += len(fresh)
+        mine.add(keys[members[rejects.kept[rows[members]]]])
 
 
 def _reject_stored(
@@ -378,22 +376,27 @@ def _reject_stored(
 
 
 def record_batch_months(ctx: LoadContext) -> None:
-    """Note, for later batches' duplicate checks, how many rows with a Crime ID each force-month got."""
-    counts = _batch_months(ctx)
-    if counts:
+    """Keep, for later batches' duplicate checks, the keys of the Crime IDs each force-month got."""
+    mine = {pair: keys.values() for pair, keys in _batch_keys(ctx).items()}
+    if any(len(keys) for keys in mine.values()):
         ctx.conn.execute(
             text(
-                "INSERT INTO crime_batch_months (force_code, month, batch_id, crime_ids) "
-                "VALUES (:f, :m, :b, :n)"
+                "INSERT INTO crime_batch_months (force_code, month, batch_id, crime_ids, keys) "
+                "VALUES (:f, :m, :b, :n, :k)"
             ),
-            [{"f": f, "m": m, "b": ctx.batch_id, "n": n} for (f, m), n in sorted(counts.items())],
+            [
+                {"f": f, "m": m, "b": ctx.batch_id, "n": len(keys), "k": keys.astype("<i8").tobytes()}
+                for (f, m), keys in sorted(mine.items())
+                if len(keys)
+            ],
         )
 
 
-def _batch_months(ctx: LoadContext) -> Counter[tuple[str, dt.date]]:
-    counts = ctx.state.setdefault("crime_batch_months", Counter())
-    assert isinstance(counts, Counter)
-    return counts
+def _batch_keys(ctx: LoadContext) -> dict[tuple[str, dt.date], KeySet]:
+    """The keys of the IDs this batch stored, by force and month (kept apart from earlier batches')."""
+    keys = ctx.state.setdefault("crime_batch_keys", {})
+    assert isinstance(keys, dict)
+    return keys
 
 
 def _stored_batches(ctx: LoadContext, force_code: str, month_day: dt.date) -> list[int]:
@@ -431,6 +434,10 @@ class KeySet:
             found[order] |= chunk[pos] == probes
         return found
 
+    def values(self) -> np.ndarray:
+        """Every key added, sorted."""
+        return np.sort(np.concatenate(self._chunks)) if self._chunks else np.zeros(0, dtype=np.int64)
+
 
 def _seen_keys(ctx: LoadContext, force_code: str, month_day: dt.date) -> KeySet:
     cached = ctx.state.get(("crime_keys", force_code, month_day))
@@ -444,10 +451,10 @@ def _seen_keys(ctx: LoadContext, force_code: str, month_day: dt.date) -> KeySet:
 def _fetch_seen_keys(ctx: LoadContext, pairs: list[tuple[str, dt.date]]) -> None:
     """Load the stored Crime ID keys of every (force, month) not yet held, one query per force.
 
-    crime_batch_months names the earlier batches holding IDs for those months, and only their rows are
-    read (found by the BRIN index on batch_id). One query for all of a block's new months matters when a
-    file spans years: a month's rows are then spread over its whole batch. The 64-bit key is computed in
-    the database for hexadecimal IDs (police.uk's); only other IDs travel whole.
+    Each earlier batch left its keys for the force-month in crime_batch_months, sorted and packed: a few
+    megabytes to read, however many rows they stand for. Batches recorded without keys (loaded before
+    the keys were kept) are read from crimes instead, found by the BRIN index on batch_id; there the
+    key is computed in the database for hexadecimal IDs (police.uk's) and only other IDs travel whole.
     """
     wanted: dict[str, list[dt.date]] = {}
     for force_code, month_day in pairs:
@@ -456,41 +463,51 @@ def _fetch_seen_keys(ctx: LoadContext, pairs: list[tuple[str, dt.date]]) -> None
     for force_code, month_days in wanted.items():
         earlier = ctx.conn.execute(
             text(
-                "SELECT month, array_agg(batch_id ORDER BY batch_id) FROM crime_batch_months "
-                "WHERE force_code = :f AND month = ANY(CAST(:m AS date[])) GROUP BY month"
+                "SELECT month, batch_id, keys FROM crime_batch_months "
+                "WHERE force_code = :f AND month = ANY(CAST(:m AS date[])) ORDER BY month, batch_id"
             ),
             {"f": force_code, "m": month_days},
         ).all()
-        batches = {month_day: list(ids) for month_day, ids in earlier}
-        stored = {}
-        if batches:
-            # Keys travel as one big-endian int8 string per month: millions of keys, no per-row objects.
-            packed = ctx.conn.execute(
-                text(
-                    "SELECT month, "
-                    "string_agg(int8send(('x' || left(crime_id, 16))::bit(64)::bigint), ''::bytea) "
-                    "FILTER (WHERE crime_id ~ :hex), "
-                    "array_agg(crime_id) FILTER (WHERE crime_id !~ :hex) "
-                    "FROM crimes WHERE batch_id = ANY(CAST(:b AS integer[])) AND force_code = :f "
-                    "AND month = ANY(CAST(:m AS date[])) AND crime_id IS NOT NULL GROUP BY month"
-                ),
-                {
-                    "hex": _HEX_HEAD,
-                    "b": sorted({b for ids in batches.values() for b in ids}),
-                    "f": force_code,
-                    "m": sorted(batches),
-                },
-            ).all()
-            stored = {month_day: (keys, others) for month_day, keys, others in packed}
+        seen = {month_day: KeySet() for month_day in month_days}
+        batches: dict[dt.date, list[int]] = {month_day: [] for month_day in month_days}
+        unkeyed: set[int] = set()
+        for month_day, batch_id, keys in earlier:
+            batches[month_day].append(batch_id)
+            if keys is None:
+                unkeyed.add(batch_id)
+            else:
+                seen[month_day].add(np.frombuffer(keys, dtype="<i8").astype(np.int64))
+        if unkeyed:
+            _read_stored_keys(ctx, force_code, sorted(unkeyed), month_days, seen)
         for month_day in month_days:
-            keys, others = stored.get(month_day, (None, None))
-            seen = KeySet()
-            if keys:
-                seen.add(np.frombuffer(keys, dtype=">i8").astype(np.int64))
-            if others:
-                seen.add(crime_keys(pa.array(others, pa.string())))
-            ctx.state[("crime_keys", force_code, month_day)] = seen
-            ctx.state[("crime_batches", force_code, month_day)] = batches.get(month_day, [])
+            ctx.state[("crime_keys", force_code, month_day)] = seen[month_day]
+            ctx.state[("crime_batches", force_code, month_day)] = batches[month_day]
+
+
+def _read_stored_keys(
+    ctx: LoadContext,
+    force_code: str,
+    batches: list[int],
+    month_days: list[dt.date],
+    seen: dict[dt.date, KeySet],
+) -> None:
+    # Keys travel as one big-endian int8 string per month: millions of keys, no per-row objects.
+    packed = ctx.conn.execute(
+        text(
+            "SELECT month, "
+            "string_agg(int8send(('x' || left(crime_id, 16))::bit(64)::bigint), ''::bytea) "
+            "FILTER (WHERE crime_id ~ :hex), "
+            "array_agg(crime_id) FILTER (WHERE crime_id !~ :hex) "
+            "FROM crimes WHERE batch_id = ANY(CAST(:b AS integer[])) AND force_code = :f "
+            "AND month = ANY(CAST(:m AS date[])) AND crime_id IS NOT NULL GROUP BY month"
+        ),
+        {"hex": _HEX_HEAD, "b": batches, "f": force_code, "m": month_days},
+    ).all()
+    for month_day, keys, others in packed:
+        if keys:
+            seen[month_day].add(np.frombuffer(keys, dtype=">i8").astype(np.int64))
+        if others:
+            seen[month_day].add(crime_keys(pa.array(others, pa.string())))
 
 
 def _categories(values: pa.Array, legacy: bool) -> tuple[pa.Array, pa.Array, np.ndarray]:

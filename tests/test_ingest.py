@@ -158,6 +158,36 @@ def test_duplicate_crime_ids_within_and_across_files(engine: Engine) -> None:
     assert reason == f"Crime ID already loaded: batch {first.batch_id}, line 3"
 
 
+def test_each_batch_keeps_its_crime_id_keys_by_force_and_month(engine: Engine) -> None:
+    """A later file is checked against the keys an earlier batch kept, or, for a batch stored before the
+    keys were kept (keys NULL), against its rows in crimes; deleting a batch forgets its keys."""
+    first = ingest_file(engine, CORPUS / "police_uk" / "duplicates_a.csv", STREET)
+    with engine.connect() as conn:
+        kept = conn.execute(
+            text("SELECT force_code, month, crime_ids, keys FROM crime_batch_months WHERE batch_id = :b"),
+            {"b": first.batch_id},
+        ).one()
+        ids = conn.execute(
+            text("SELECT crime_id FROM crimes WHERE batch_id = :b AND crime_id IS NOT NULL"),
+            {"b": first.batch_id},
+        ).scalars()
+        expected = np.sort(crime_keys(pa.array(list(ids))))
+    assert (kept.force_code, str(kept.month), kept.crime_ids) == ("E23000030", "2018-12-01", 3)  # Hampshire
+    assert list(np.frombuffer(kept.keys, dtype="<i8")) == list(expected)
+
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE crime_batch_months SET keys = NULL WHERE batch_id = :b"), {"b": first.batch_id}
+        )
+    second = ingest_file(engine, CORPUS / "police_uk" / "duplicates_b.csv", STREET)
+    assert rejects_by_line(engine, second) == {2: "duplicate_id"}
+
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM ingest_batches WHERE id = :b"), {"b": first.batch_id})
+        left = conn.execute(text("SELECT DISTINCT batch_id FROM crime_batch_months")).scalars().all()
+    assert left == [second.batch_id]
+
+
 def test_legacy_2011_format(engine: Engine) -> None:
     report = ingest_file(engine, CORPUS / "police_uk" / "legacy_2011.csv", STREET)
     assert_adds_up(engine, report)
