@@ -59,11 +59,26 @@ def numbers(column: pa.Array) -> tuple[FloatArray, Mask, Mask]:
     "NaN", "inf" and text are malformed, not numbers.
     """
     is_blank = blank(column)
-    ok = pc.match_substring_regex(column, _NUMBER)
-    values = pc.cast(pc.if_else(ok, column, pa.scalar(None, pa.string())), pa.float64())
-    out = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
-    malformed = ~np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool) & ~is_blank
-    return out, is_blank, malformed
+    present = pc.if_else(pa.array(is_blank), pa.scalar(None, pa.string()), column)
+    try:
+        # Most columns are all numbers: one cast, then only what it reads as not finite is malformed.
+        cast = pc.cast(present, pa.float64())
+    except pa.ArrowInvalid:
+        ok = pc.match_substring_regex(column, _NUMBER)
+        cast = pc.cast(pc.if_else(ok, column, pa.scalar(None, pa.string())), pa.float64())
+        malformed = ~np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool) & ~is_blank
+        return np.asarray(cast.to_numpy(zero_copy_only=False), dtype=np.float64), is_blank, malformed
+    values = np.array(cast.to_numpy(zero_copy_only=False), dtype=np.float64)
+    malformed = np.zeros(len(values), dtype=bool)
+    odd = np.flatnonzero(~np.isfinite(values) & ~is_blank)  # "nan", "inf", or a number too big for a double
+    if len(odd):
+        text_odd = column.take(pa.array(odd))
+        not_number = odd[
+            ~np.asarray(pc.match_substring_regex(text_odd, _NUMBER).to_numpy(zero_copy_only=False))
+        ]
+        malformed[not_number] = True
+        values[not_number] = np.nan
+    return values, is_blank, malformed
 
 
 def months(column: pa.Array, latest: dt.date) -> tuple[pa.Array, Mask, Mask]:

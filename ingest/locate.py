@@ -22,6 +22,8 @@ BNG_E = (0.0, 700_000.0)
 BNG_N = (0.0, 1_300_000.0)
 
 _BNG_TO_WGS84 = Transformer.from_crs(27700, 4326, always_xy=True)
+# location_source by whether the row was placed by its LSOA code (False, True).
+_LOCATION_SOURCES = pa.array(["point", "lsoa_code"], pa.string())
 
 LOCATED_COLUMNS = (
     "lon",
@@ -175,7 +177,7 @@ def locate(
     return {
         "lon": pa.array(np.where(point, lon, np.nan), pa.float64(), mask=~point | np.isnan(lon)),
         "lat": pa.array(np.where(point, lat, np.nan), pa.float64(), mask=~point | np.isnan(lat)),
-        "location_source": pa.array(np.where(by_code, "lsoa_code", "point"), pa.string()),
+        "location_source": _LOCATION_SOURCES.take(pa.array(by_code.astype(np.int8))),
         **areas,
         **{name: pa.array(cells, pa.int64(), mask=~(located & point)) for name, cells in h3.items()},
     }
