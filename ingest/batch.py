@@ -250,6 +250,7 @@ def ingest_file(
         # blocks' work is thrown away; for a new one it is ready when the batch is.
         with _checking(source, blocks, ctx) as checking:
             sha256, size = checksum.result()
+            hashing.shutdown(wait=True)  # its one task is done: this only joins the thread
             existing = conn.execute(
                 text("SELECT id FROM ingest_batches WHERE source = :source AND sha256 = :sha"),
                 {"source": source.name, "sha": sha256},

@@ -248,6 +248,36 @@ def test_stop_search_cases(engine: Engine) -> None:
     assert report.notes["vehicle_only"] == 1
 
 
+@pytest.mark.parametrize("stage", ["check", "finish"])
+def test_an_error_in_any_stage_leaves_no_batch_and_no_thread(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    """A load runs on several threads; an error in one, mid-file, still rolls the whole batch back,
+    and every stage's thread is gone when ingest_file returns."""
+    import threading
+
+    monkeypatch.setattr("ingest.csvread.BLOCK_BYTES", 64 << 10)  # the sample file is then a dozen blocks
+    calls = {"n": 0}
+    real = getattr(PoliceUkStreet, stage)
+
+    def failing(self: PoliceUkStreet, *args: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError(f"{stage} failed on the third block")
+        return real(self, *args)
+
+    monkeypatch.setattr(PoliceUkStreet, stage, failing)
+    with engine.connect() as conn:
+        before = conn.execute(text("SELECT count(*) FROM ingest_batches")).scalar_one()
+    with pytest.raises(RuntimeError, match="third block"):
+        ingest_file(engine, DATA / "street" / "hampshire" / "2018-12-hampshire-street.csv", STREET)
+    with engine.connect() as conn:
+        after = conn.execute(text("SELECT count(*) FROM ingest_batches")).scalar_one()
+        partitions = conn.execute(text(RECENT_PARTITIONS)).scalar_one()
+    assert (after, partitions) == (before, 0)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("harmmap-")]
+
+
 def test_reloading_a_file_is_a_no_op(engine: Engine) -> None:
     path = DATA / "street" / "hampshire" / "2018-12-hampshire-street.csv"
     first = ingest_file(engine, path, STREET)
