@@ -9,10 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import secrets
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -23,6 +26,7 @@ import pyarrow as pa
 from sqlalchemy import Connection, Engine, text
 
 from geo.assign import Assigner
+from harmmap.errors import DataFileError, Problem
 from ingest.aggregate import FLUSH_ROWS, BatchAggregate, RecentPartition
 from ingest.copy import copy_arrow
 from ingest.csvread import Block, CsvFile, CsvSchema
@@ -194,15 +198,30 @@ class IngestReport:
         return self.data_rows / self.seconds if self.seconds > 0 else 0.0
 
 
-def sha256_file(path: Path) -> tuple[str, int]:
-    """The file's SHA-256 and size in bytes."""
+def sha256_file(path: Path, stop: threading.Event | None = None) -> tuple[str, int]:
+    """The file's SHA-256 and size in bytes (or where it got to when ``stop`` was set)."""
     digest = hashlib.sha256()
     size = 0
     with path.open("rb") as fh:
-        while chunk := fh.read(8 << 20):
+        while (stop is None or not stop.is_set()) and (chunk := fh.read(8 << 20)):
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
+
+
+@contextmanager
+def _checksum_beside(path: Path) -> Generator[Future[tuple[str, int]], None, None]:
+    """The file's checksum, read on a thread of its own (hashlib releases the GIL) beside the load.
+
+    Leaving the block stops a checksum nobody waited for (the load failed) and joins the thread.
+    """
+    stop = threading.Event()
+    hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harmmap-sha256")
+    try:
+        yield hashing.submit(sha256_file, path, stop)
+    finally:
+        stop.set()
+        hashing.shutdown(wait=True)
 
 
 def ingest_file(
@@ -218,15 +237,12 @@ def ingest_file(
     """Load one file as one batch; refuse it whole if its header is not the source's format."""
     clock = time.perf_counter()
     reader = CsvFile(path, source.schemas)
-    # The checksum is read on a thread of its own (hashlib releases the GIL) while the areas are fetched.
-    hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harmmap-sha256")
-    checksum = hashing.submit(sha256_file, path)
-    hashing.shutdown(wait=False)
+    size = path.stat().st_size
     started = dt.datetime.now(dt.UTC)
     today = today or dt.date.today()
-    # The first blocks are parsed while the checksum is read and the areas fetched.
+    # The first blocks are parsed while the areas are fetched.
     blocks = Prefetch(reader.blocks(), "harmmap-read")
-    with blocks, engine.begin() as conn:
+    with _checksum_beside(path) as checksum, blocks, engine.begin() as conn:
         # A bulk load runs as long as the file needs; the timeout protects interactive queries.
         conn.execute(text("SET LOCAL statement_timeout = 0"))
         # One load per source at a time, so duplicate checks see every earlier batch.
@@ -246,17 +262,25 @@ def ingest_file(
             labels=Labels(writer.connection),
             force_code=force_code,
         )
-        # Checking starts while the checksum is still being read. For a file already loaded the first
-        # blocks' work is thrown away; for a new one it is ready when the batch is.
+        # Checking starts at once. A file can only be one already loaded if a batch of the source has
+        # its size; then the checksum is awaited and an identical file's first blocks are thrown away.
+        # Otherwise the checksum is read beside the load and recorded at its end.
         with _checking(source, blocks, ctx) as checking:
-            sha256, size = checksum.result()
-            hashing.shutdown(wait=True)  # its one task is done: this only joins the thread
-            existing = conn.execute(
-                text("SELECT id FROM ingest_batches WHERE source = :source AND sha256 = :sha"),
-                {"source": source.name, "sha": sha256},
-            ).scalar()
-            if existing is not None:
-                return _already_loaded(conn, int(existing), path, source)
+            same_size = conn.execute(
+                text(
+                    "SELECT EXISTS (SELECT 1 FROM ingest_batches WHERE source = :source AND bytes = :bytes)"
+                ),
+                {"source": source.name, "bytes": size},
+            ).scalar_one()
+            sha256: str | None = None
+            if same_size:
+                sha256 = _checksum(path, checksum, size)
+                existing = conn.execute(
+                    text("SELECT id FROM ingest_batches WHERE source = :source AND sha256 = :sha"),
+                    {"source": source.name, "sha": sha256},
+                ).scalar()
+                if existing is not None:
+                    return _already_loaded(conn, int(existing), path, source)
             if getattr(source, "replaces", False):
                 # A reference layer is one edition at a time: a new file replaces the old one whole.
                 conn.execute(
@@ -273,7 +297,8 @@ def ingest_file(
                     {
                         "source": source.name,
                         "file": path.name,
-                        "sha": sha256,
+                        # Until the checksum is read: unique, and never committed.
+                        "sha": sha256 or secrets.token_hex(32),
                         "bytes": size,
                         "force": force_code,
                         "synthetic": synthetic,
@@ -329,12 +354,13 @@ def ingest_file(
                     {"combine": combined - counting, "write": written - combined, "index": done_at - written}
                 )
                 report.aggregate_seconds += done_at - counting
+            sha256 = sha256 or _checksum(path, checksum, size)
             report.seconds = time.perf_counter() - clock
             conn.execute(
                 text(
                     "UPDATE ingest_batches SET data_rows = :rows, blank_lines = :blank, accepted = :acc, "
                     "rejected = :rej, finished_at = :end, seconds = :secs, notes = CAST(:notes AS jsonb), "
-                    "synthetic = synthetic OR :synthetic WHERE id = :id"
+                    "synthetic = synthetic OR :synthetic, sha256 = :sha WHERE id = :id"
                 ),
                 {
                     "rows": report.data_rows,
@@ -345,10 +371,21 @@ def ingest_file(
                     "secs": report.seconds,
                     "notes": _json(report),
                     "synthetic": report.notes.get("synthetic_rows", 0) > 0,
+                    "sha": sha256,
                     "id": batch_id,
                 },
             )
     return report
+
+
+def _checksum(path: Path, checksum: Future[tuple[str, int]], size: int) -> str:
+    """The file's SHA-256, once read; a file whose size changed meanwhile is refused."""
+    sha256, hashed = checksum.result()
+    if hashed != size:
+        raise DataFileError(
+            [Problem(str(path), "file", "size", f"changed while loading ({size:,} bytes, then {hashed:,})")]
+        )
+    return sha256
 
 
 def _store_block(

@@ -304,6 +304,30 @@ def test_reloading_a_file_is_a_no_op(engine: Engine) -> None:
         )
 
 
+def test_the_checksum_is_recorded_and_a_same_size_file_is_still_new(engine: Engine, tmp_path: Path) -> None:
+    """The checksum is read beside the load unless a batch of the source has the file's size; either way
+    the batch records the file's real SHA-256, and only identical content is a no-op."""
+    path = DATA / "street" / "hampshire" / "2018-12-hampshire-street.csv"
+    first = ingest_file(engine, path, STREET)
+    twin = tmp_path / "twin.csv"  # the same size, one byte different: another month's file, say
+    body = path.read_bytes()
+    at = body.rindex(b"Under investigation")
+    twin.write_bytes(body[:at] + b"under investigation" + body[at + len(b"Under investigation") :])
+    second = ingest_file(engine, twin, STREET)
+    assert second.status == "loaded" and second.batch_id != first.batch_id
+    with engine.connect() as conn:
+        recorded = dict(
+            conn.execute(
+                text("SELECT id, sha256 FROM ingest_batches WHERE id IN (:a, :b)"),
+                {"a": first.batch_id, "b": second.batch_id},
+            ).all()
+        )
+    assert recorded == {
+        first.batch_id: hashlib.sha256(path.read_bytes()).hexdigest(),
+        second.batch_id: hashlib.sha256(twin.read_bytes()).hexdigest(),
+    }
+
+
 EXPECTED_REAL = {
     # file: (data rows, accepted); every rejected row is outside the loaded areas or has no location.
     "street/hampshire/2017-02-hampshire-street.csv": (14_834, None),
