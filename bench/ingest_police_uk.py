@@ -154,9 +154,9 @@ def main() -> None:
     lines += [
         "",
         "The loader's time runs from opening the file to the last of the batch's work in its transaction "
-        "(the SHA-256 checksum included; the commit is not timed). The CLI wall time adds process start "
-        "and reading the stored point-in-polygon index "
-        "(built once per boundary version, at `harmmap load boundaries`). The load runs with `--no-fold`: "
+        "(the SHA-256 checksum included; the commit is not timed). The loader reads the stored "
+        "point-in-polygon index (built once per boundary version, at `harmmap load boundaries`); the CLI "
+        "wall time adds process start and imports. The load runs with `--no-fold`: "
         "its batch is complete and readable when it commits; folding it into `harm_counts` and "
         "`harm_totals` (what `harmmap ingest` does next by default) is the last column.",
         "",
