@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -326,17 +326,15 @@ def _reject_duplicates(
         order = np.argsort(inverse, kind="stable")
         bounds = np.searchsorted(inverse[order], np.arange(len(groups) + 1))
     pairs = [(forces[int(g) >> 32], np.datetime64(int(g) & 0xFFFFFFFF, "D").astype(object)) for g in groups]
-    _fetch_seen_keys(ctx, pairs)
-    batch_keys = _batch_keys(ctx)
-    for (force_code, month_day), lo, hi in zip(pairs, bounds[:-1], bounds[1:], strict=True):
+    known = _force_months(ctx, pairs)
+    for pair, lo, hi in zip(pairs, bounds[:-1], bounds[1:], strict=True):
         members = order[lo:hi]
-        stored = _seen_keys(ctx, force_code, month_day)
-        mine = batch_keys.setdefault((force_code, month_day), KeySet())
-        hit = stored.contains(keys[members]) | mine.contains(keys[members])
+        ids = known[pair]
+        hit = ids.earlier.contains(keys[members]) | ids.mine.contains(keys[members])
         if hit.any():
             hit_ids = crime_id.take(pa.array(rows[members[hit]]))
-            _reject_stored(ctx, block, rows[members[hit]], hit_ids, force_code, month_day, rejects)
-        mine.add(keys[members[rejects.kept[rows[members]]]])
+            _reject_stored(ctx, block, rows[members[hit]], hit_ids, pair, ids.batches, rejects)
+        ids.mine.add(keys[members[rejects.kept[rows[members]]]])
 
 
 def _reject_stored(
@@ -344,11 +342,12 @@ def _reject_stored(
     block: Block,
     hit_rows: np.ndarray,
     hit_ids: pa.Array,
-    force_code: str,
-    month_day: dt.date,
+    pair: tuple[str, dt.date],
+    earlier_batches: list[int],
     rejects: Rejects,
 ) -> None:
     """Reject the rows whose key matched an ID already stored, once the full ID is confirmed to match."""
+    force_code, month_day = pair
     values = hit_ids.to_pylist()
     stored = ctx.conn.execute(
         text(
@@ -356,7 +355,7 @@ def _reject_stored(
             "AND force_code = :f AND month = :m AND crime_id = ANY(CAST(:ids AS text[]))"
         ),
         {
-            "b": [*_stored_batches(ctx, force_code, month_day), ctx.batch_id],
+            "b": [*earlier_batches, ctx.batch_id],
             "f": force_code,
             "m": month_day,
             "ids": sorted(set(values)),
@@ -377,7 +376,7 @@ def _reject_stored(
 
 def record_batch_months(ctx: LoadContext) -> None:
     """Keep, for later batches' duplicate checks, the keys of the Crime IDs each force-month got."""
-    mine = {pair: keys.values() for pair, keys in _batch_keys(ctx).items()}
+    mine = {pair: ids.mine.values() for pair, ids in _force_months(ctx, []).items()}
     if any(len(keys) for keys in mine.values()):
         ctx.conn.execute(
             text(
@@ -390,22 +389,6 @@ def record_batch_months(ctx: LoadContext) -> None:
                 if len(keys)
             ],
         )
-
-
-def _batch_keys(ctx: LoadContext) -> dict[tuple[str, dt.date], KeySet]:
-    """The keys of the IDs this batch stored, by force and month (kept apart from earlier batches')."""
-    keys = ctx.state.setdefault("crime_batch_keys", {})
-    assert isinstance(keys, dict)
-    return keys
-
-
-def _stored_batches(ctx: LoadContext, force_code: str, month_day: dt.date) -> list[int]:
-    batches = ctx.state.get(("crime_batches", force_code, month_day))
-    if not isinstance(batches, list):
-        _fetch_seen_keys(ctx, [(force_code, month_day)])
-        batches = ctx.state[("crime_batches", force_code, month_day)]
-    assert isinstance(batches, list)
-    return batches
 
 
 class KeySet:
@@ -439,26 +422,30 @@ class KeySet:
         return np.sort(np.concatenate(self._chunks)) if self._chunks else np.zeros(0, dtype=np.int64)
 
 
-def _seen_keys(ctx: LoadContext, force_code: str, month_day: dt.date) -> KeySet:
-    cached = ctx.state.get(("crime_keys", force_code, month_day))
-    if not isinstance(cached, KeySet):
-        _fetch_seen_keys(ctx, [(force_code, month_day)])
-        cached = ctx.state[("crime_keys", force_code, month_day)]
-    assert isinstance(cached, KeySet)
-    return cached
+@dataclass
+class ForceMonthIds:
+    """What the duplicate check knows of one force and month."""
+
+    earlier: KeySet  # keys of the IDs earlier batches stored
+    batches: list[int]  # those batches
+    mine: KeySet = field(default_factory=KeySet)  # keys of the IDs this batch has stored so far
 
 
-def _fetch_seen_keys(ctx: LoadContext, pairs: list[tuple[str, dt.date]]) -> None:
-    """Load the stored Crime ID keys of every (force, month) not yet held, one query per force.
+def _force_months(
+    ctx: LoadContext, pairs: list[tuple[str, dt.date]]
+) -> dict[tuple[str, dt.date], ForceMonthIds]:
+    """The load's ForceMonthIds by (force, month), first fetching any of ``pairs`` not yet held.
 
     Each earlier batch left its keys for the force-month in crime_batch_months, sorted and packed: a few
-    megabytes to read, however many rows they stand for. Batches recorded without keys (loaded before
-    the keys were kept) are read from crimes instead, found by the BRIN index on batch_id; there the
-    key is computed in the database for hexadecimal IDs (police.uk's) and only other IDs travel whole.
+    megabytes to read, however many rows they stand for, one query per force. Batches recorded without
+    keys (loaded before the keys were kept) are read from crimes instead, found by the BRIN index on
+    batch_id.
     """
+    known = ctx.state.setdefault("crime_ids", {})
+    assert isinstance(known, dict)
     wanted: dict[str, list[dt.date]] = {}
     for force_code, month_day in pairs:
-        if ("crime_keys", force_code, month_day) not in ctx.state:
+        if (force_code, month_day) not in known:
             wanted.setdefault(force_code, []).append(month_day)
     for force_code, month_days in wanted.items():
         earlier = ctx.conn.execute(
@@ -468,20 +455,18 @@ def _fetch_seen_keys(ctx: LoadContext, pairs: list[tuple[str, dt.date]]) -> None
             ),
             {"f": force_code, "m": month_days},
         ).all()
-        seen = {month_day: KeySet() for month_day in month_days}
-        batches: dict[dt.date, list[int]] = {month_day: [] for month_day in month_days}
+        fetched = {month_day: ForceMonthIds(KeySet(), []) for month_day in month_days}
         unkeyed: set[int] = set()
         for month_day, batch_id, keys in earlier:
-            batches[month_day].append(batch_id)
+            fetched[month_day].batches.append(batch_id)
             if keys is None:
                 unkeyed.add(batch_id)
             else:
-                seen[month_day].add(np.frombuffer(keys, dtype="<i8").astype(np.int64))
+                fetched[month_day].earlier.add(np.frombuffer(keys, dtype="<i8").astype(np.int64))
         if unkeyed:
-            _read_stored_keys(ctx, force_code, sorted(unkeyed), month_days, seen)
-        for month_day in month_days:
-            ctx.state[("crime_keys", force_code, month_day)] = seen[month_day]
-            ctx.state[("crime_batches", force_code, month_day)] = batches[month_day]
+            _read_stored_keys(ctx, force_code, sorted(unkeyed), month_days, fetched)
+        known.update({(force_code, month_day): ids for month_day, ids in fetched.items()})
+    return known
 
 
 def _read_stored_keys(
@@ -489,9 +474,13 @@ def _read_stored_keys(
     force_code: str,
     batches: list[int],
     month_days: list[dt.date],
-    seen: dict[dt.date, KeySet],
+    fetched: dict[dt.date, ForceMonthIds],
 ) -> None:
-    # Keys travel as one big-endian int8 string per month: millions of keys, no per-row objects.
+    """Add the keys of IDs stored by batches that kept none.
+
+    They are computed in the database for hexadecimal IDs (police.uk's), and travel as one big-endian
+    int8 string per month; only other IDs travel whole.
+    """
     packed = ctx.conn.execute(
         text(
             "SELECT month, "
@@ -505,9 +494,9 @@ def _read_stored_keys(
     ).all()
     for month_day, keys, others in packed:
         if keys:
-            seen[month_day].add(np.frombuffer(keys, dtype=">i8").astype(np.int64))
+            fetched[month_day].earlier.add(np.frombuffer(keys, dtype=">i8").astype(np.int64))
         if others:
-            seen[month_day].add(crime_keys(pa.array(others, pa.string())))
+            fetched[month_day].earlier.add(crime_keys(pa.array(others, pa.string())))
 
 
 def _categories(values: pa.Array, legacy: bool) -> tuple[pa.Array, pa.Array, np.ndarray]:
