@@ -286,25 +286,9 @@ def ingest_file(
                 conn.execute(
                     text("DELETE FROM ingest_batches WHERE source = :source"), {"source": source.name}
                 )
-            batch_id = int(
-                conn.execute(
-                    text(
-                        "INSERT INTO ingest_batches (source, file_name, sha256, bytes, force_code, "
-                        "synthetic, data_rows, blank_lines, accepted, rejected, started_at, finished_at, "
-                        "seconds) VALUES (:source, :file, :sha, :bytes, :force, :synthetic, 0, 0, 0, 0, "
-                        ":now, :now, 0) RETURNING id"
-                    ),
-                    {
-                        "source": source.name,
-                        "file": path.name,
-                        # Until the checksum is read: unique, and never committed.
-                        "sha": sha256 or secrets.token_hex(32),
-                        "bytes": size,
-                        "force": force_code,
-                        "synthetic": synthetic,
-                        "now": started,
-                    },
-                ).scalar_one()
+            # Until the checksum is read the batch holds a placeholder: unique, and never committed.
+            batch_id = _record_batch(
+                conn, source, path, sha256 or secrets.token_hex(32), size, force_code, synthetic, started
             )
             ctx = replace(ctx, batch_id=batch_id)
             report = IngestReport(file=path.name, source=source.name, batch_id=batch_id, status="loaded")
@@ -341,19 +325,7 @@ def ingest_file(
             if isinstance(source, StagedSource):
                 source.end(ctx)
             if aggregate is not None:
-                # The aggregate moves with the batch, in the same transaction.
-                counting = time.perf_counter()
-                final_rows = aggregate.flush(conn, batch_id)
-                combined = time.perf_counter()
-                recent.write(conn, final_rows)
-                written = time.perf_counter()
-                # The batch's counts are read from its own partition until harm_recent_fold moves them.
-                recent.attach(conn)
-                done_at = time.perf_counter()
-                report.aggregate_phases.update(
-                    {"combine": combined - counting, "write": written - combined, "index": done_at - written}
-                )
-                report.aggregate_seconds += done_at - counting
+                _write_aggregate(conn, batch_id, aggregate, recent, report)
             sha256 = sha256 or _checksum(path, checksum, size)
             report.seconds = time.perf_counter() - clock
             conn.execute(
@@ -376,6 +348,59 @@ def ingest_file(
                 },
             )
     return report
+
+
+def _record_batch(
+    conn: Connection,
+    source: Source,
+    path: Path,
+    sha256: str,
+    size: int,
+    force_code: str | None,
+    synthetic: bool,
+    started: dt.datetime,
+) -> int:
+    """A new ingest_batches row for the file, its counts to come; its id."""
+    return int(
+        conn.execute(
+            text(
+                "INSERT INTO ingest_batches (source, file_name, sha256, bytes, force_code, synthetic, "
+                "data_rows, blank_lines, accepted, rejected, started_at, finished_at, seconds) "
+                "VALUES (:source, :file, :sha, :bytes, :force, :synthetic, 0, 0, 0, 0, :now, :now, 0) "
+                "RETURNING id"
+            ),
+            {
+                "source": source.name,
+                "file": path.name,
+                "sha": sha256,
+                "bytes": size,
+                "force": force_code,
+                "synthetic": synthetic,
+                "now": started,
+            },
+        ).scalar_one()
+    )
+
+
+def _write_aggregate(
+    conn: Connection, batch_id: int, aggregate: BatchAggregate, recent: RecentPartition, report: IngestReport
+) -> None:
+    """The batch's last counts into its harm_recent partition, which then joins harm_recent.
+
+    The aggregate moves with the batch, in the same transaction; the batch's counts are read from its
+    own partition until harm_recent_fold moves them.
+    """
+    counting = time.perf_counter()
+    final_rows = aggregate.flush(conn, batch_id)
+    combined = time.perf_counter()
+    recent.write(conn, final_rows)
+    written = time.perf_counter()
+    recent.attach(conn)
+    done_at = time.perf_counter()
+    report.aggregate_phases.update(
+        {"combine": combined - counting, "write": written - combined, "index": done_at - written}
+    )
+    report.aggregate_seconds += done_at - counting
 
 
 def _checksum(path: Path, checksum: Future[tuple[str, int]], size: int) -> str:
