@@ -85,11 +85,19 @@ class BatchAggregate:
         self._census: pa.Table | None = None
         self.pending_rows = 0
 
-    def add(self, rows: pa.Table) -> None:
-        """Count a block's accepted rows; ``rows`` has the FINEST columns."""
-        if rows.num_rows == 0:
+    @staticmethod
+    def count(rows: pa.Table) -> pa.Table:
+        """A block's accepted rows counted at the finest grouping; ``rows`` has the FINEST columns.
+
+        Counting needs nothing of the batch, so it runs apart from ``add`` (the loader counts a block
+        while the one before it is being stored).
+        """
+        return rows.select(FINEST).group_by(FINEST, use_threads=True).aggregate([([], "count_all")])
+
+    def add(self, counted: pa.Table) -> None:
+        """Keep a block's counts (from ``count``) until the next flush."""
+        if counted.num_rows == 0:
             return
-        counted = rows.select(FINEST).group_by(FINEST, use_threads=True).aggregate([([], "count_all")])
         self._parts.append(counted)
         self.pending_rows += counted.num_rows
 

@@ -305,6 +305,7 @@ def ingest_file(
                         if isinstance(source, StagedSource)
                         else source.process(block, ctx)
                     )
+                    ready = _ready_block(block, processed, batch_id, counting=aggregate is not None)
                     writer.submit(
                         partial(
                             _store_block,
@@ -313,6 +314,7 @@ def ingest_file(
                             batch_id,
                             block,
                             processed,
+                            ready,
                             report,
                             aggregate,
                             recent,
@@ -413,34 +415,27 @@ def _checksum(path: Path, checksum: Future[tuple[str, int]], size: int) -> str:
     return sha256
 
 
-def _store_block(
-    conn: Connection,
-    table: str,
-    batch_id: int,
-    block: Block,
-    processed: Processed,
-    report: IngestReport,
-    aggregate: BatchAggregate | None,
-    recent: RecentPartition,
-) -> None:
+@dataclass(frozen=True)
+class _Stored:
+    """A block made ready to store: its accepted rows, its rejects and its aggregate counts."""
+
+    rows: pa.Table
+    rejects: pa.Table
+    counted: pa.Table | None
+    counting_seconds: float
+
+
+def _ready_block(block: Block, processed: Processed, batch_id: int, counting: bool) -> _Stored:
+    """The tables a block's rows are stored as (built in the main thread, so the writer only COPYs)."""
     kept = processed.rejects.kept
-    if aggregate is not None and processed.aggregate is not None:
-        counting = time.perf_counter()
-        aggregate.add(processed.aggregate.filter(pa.array(kept)))
-        counted = time.perf_counter()
-        report.aggregate_phases["count"] += counted - counting
-        if aggregate.pending_rows >= FLUSH_ROWS:
-            early = aggregate.flush(conn, batch_id, final=False)
-            combined = time.perf_counter()
-            recent.write(conn, early)
-            report.aggregate_phases["combine"] += combined - counted
-            report.aggregate_phases["write"] += time.perf_counter() - combined
-        report.aggregate_seconds += time.perf_counter() - counting
+    counted = None
+    started = time.perf_counter()
+    if counting and processed.aggregate is not None:
+        counted = BatchAggregate.count(processed.aggregate.filter(pa.array(kept)))
+    counting_seconds = time.perf_counter() - started
     rows = processed.table.filter(pa.array(kept))
     rows = rows.add_column(0, "line", pa.array(block.lines[kept], pa.int32()))
     rows = rows.add_column(0, "batch_id", pa.array(np.full(rows.num_rows, batch_id, dtype=np.int32)))
-    accepted = rows.num_rows
-    copy_arrow(conn, table, processed.expand(rows) if processed.expand else rows)
 
     bad = ~kept
     bad_lines = block.lines[bad]
@@ -458,13 +453,40 @@ def _store_block(
             "raw": pa.array([*block.raw_lines(bad_lines), *(r.raw for r in block.rejects)], pa.string()),
         }
     )
-    copy_arrow(conn, "ingest_rejects", rejects)
+    return _Stored(rows, rejects, counted, counting_seconds)
+
+
+def _store_block(
+    conn: Connection,
+    table: str,
+    batch_id: int,
+    block: Block,
+    processed: Processed,
+    ready: _Stored,
+    report: IngestReport,
+    aggregate: BatchAggregate | None,
+    recent: RecentPartition,
+) -> None:
+    if aggregate is not None and ready.counted is not None:
+        report.aggregate_phases["count"] += ready.counting_seconds
+        report.aggregate_seconds += ready.counting_seconds
+        aggregate.add(ready.counted)
+        if aggregate.pending_rows >= FLUSH_ROWS:
+            flushing = time.perf_counter()
+            early = aggregate.flush(conn, batch_id, final=False)
+            combined = time.perf_counter()
+            recent.write(conn, early)
+            report.aggregate_phases["combine"] += combined - flushing
+            report.aggregate_phases["write"] += time.perf_counter() - combined
+            report.aggregate_seconds += time.perf_counter() - flushing
+    copy_arrow(conn, table, processed.expand(ready.rows) if processed.expand else ready.rows)
+    copy_arrow(conn, "ingest_rejects", ready.rejects)
 
     report.data_rows += block.rows + len(block.rejects)
-    report.accepted += accepted
-    report.rejected += rejects.num_rows
+    report.accepted += ready.rows.num_rows
+    report.rejected += ready.rejects.num_rows
     report.blank_lines += block.blank_lines
-    report.rejected_by_kind.update(rejects.column("kind").to_pylist())
+    report.rejected_by_kind.update(ready.rejects.column("kind").to_pylist())
     report.notes.update(processed.notes)
 
 
