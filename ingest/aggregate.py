@@ -76,23 +76,48 @@ class BatchAggregate:
     are written whenever ``FLUSH_ROWS`` partial counts are held. Census geographies are bounded by
     areas x months x keys, so their month counts are kept (compacted) until the batch ends, then written
     once with their quarter and year spans: every (area, key, span) of a batch is one row.
+
+    Blocks are counted by integers: each area code becomes its position in the store's code list and each
+    key its position in the batch's own key list. Grouping by the codes themselves (six text columns)
+    cost four times as much (bench/).
     """
 
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self._ids: AggregateIds | None = None
+    def __init__(self, ids: AggregateIds) -> None:
+        self.ids = ids
+        # The batch's keys in first-seen order: a key's position is its number in counted blocks.
+        self._keys: list[str] = []
+        self._key_numbers: dict[str, int] = {}
         self._parts: list[pa.Table] = []
         self._census: pa.Table | None = None
         self.pending_rows = 0
 
-    @staticmethod
-    def count(rows: pa.Table) -> pa.Table:
+    @classmethod
+    def start(cls, conn: Connection, source: str) -> BatchAggregate:
+        """An empty aggregate for a batch of ``source``, with the store's area ids."""
+        return cls(AggregateIds.from_store(conn, source))
+
+    def count(self, rows: pa.Table) -> pa.Table:
         """A block's accepted rows counted at the finest grouping; ``rows`` has the FINEST columns.
 
-        Counting needs nothing of the batch, so it runs apart from ``add`` (the loader counts a block
-        while the one before it is being stored).
+        Counting needs neither the connection nor the counts held, so it runs apart from ``add`` (the
+        loader counts a block while the one before it is being stored). Blocks must be counted in order
+        by one thread, which numbers the keys.
         """
-        return rows.select(FINEST).group_by(FINEST, use_threads=True).aggregate([([], "count_all")])
+        for key in pc.unique(rows["key"]).to_pylist():
+            if key not in self._key_numbers:
+                self._key_numbers[key] = len(self._keys)
+                self._keys.append(key)
+        numbered = {
+            "month": rows["month"],
+            "key": pc.cast(pc.index_in(rows["key"], value_set=pa.array(self._keys, pa.string())), pa.int32()),
+            "synthetic": rows["synthetic"],
+            # A code the store does not hold (there should be none) becomes null and is not counted for
+            # that level, as a row without the area.
+            **{c: pc.index_in(rows[c], value_set=self.ids.codes[c]) for c in CENSUS_LEVELS},
+            **{c: rows[c] for c in H3_LEVELS},
+        }
+        table = pa.table(numbered)
+        return table.group_by(table.column_names, use_threads=False).aggregate([([], "count_all")])
 
     def add(self, counted: pa.Table) -> None:
         """Keep a block's counts (from ``count``) until the next flush."""
@@ -106,28 +131,29 @@ class BatchAggregate:
 
         Before the batch ends (``final`` False) that is the H3 rows only; the census counts are kept.
         """
-        if self._ids is None:
-            self._ids = AggregateIds.from_store(conn, self.source)
-        ids = self._ids
+        ids = self.ids
         tables = []
         if self._parts:
-            # Not grouped again across blocks first: each level's grouping below sums the repeats, and
-            # regrouping the finest keys (a dozen columns, five of them text) cost more than it saved.
+            # Not grouped again across blocks first: each level's grouping below sums the repeats.
             finest = pa.concat_tables(self._parts)
             self._parts, self.pending_rows = [], 0
             n = finest["count_all"]
-            key_ids = _key_ids(conn, ids.source_id, finest["key"])
+            numbered_keys = pa.array(list(self._keys), pa.string())
+            key_ids = pc.take(_key_ids(conn, ids.source_id, numbered_keys), finest["key"])
+            force = finest["force_code"]
             census = []
             for column, (level_id, _name) in CENSUS_LEVELS.items():
-                area = pc.take(ids.ids[column], pc.index_in(finest[column], value_set=ids.codes[column]))
-                census.append(_level_rows(finest, n, key_ids, area, level_id, 1, finest["month"]))
+                area = pc.take(ids.ids[column], finest[column])
+                census.append(_level_rows(finest, n, force, key_ids, area, level_id, finest["month"]))
+            census = [_with_force_codes(t, ids) for t in census]
             # Each level's rows are already one per key; only an earlier flush's counts need merging.
             if self._census is None:
                 self._census = pa.concat_tables(census)
             else:
                 self._census = _regroup(pa.concat_tables([self._census, *census]))
             for column, level_id in H3_LEVELS.items():
-                tables.append(_level_rows(finest, n, key_ids, finest[column], level_id, 1, finest["month"]))
+                rows = _level_rows(finest, n, force, key_ids, finest[column], level_id, finest["month"])
+                tables.append(_with_force_codes(rows, ids))
         if final and self._census is not None:
             tables.append(self._census)
             for span, unit in _SPAN_UNITS.items():
@@ -192,22 +218,23 @@ def _regroup(rows: pa.Table) -> pa.Table:
 def _level_rows(
     finest: pa.Table,
     n: pa.ChunkedArray,
-    key_ids: pa.Array,
+    force: pa.ChunkedArray,
+    key_ids: pa.Array | pa.ChunkedArray,
     area: pa.Array | pa.ChunkedArray,
     level_id: int,
-    span: int,
     start: pa.Array | pa.ChunkedArray,
 ) -> pa.Table:
+    """One level's month counts; ``force_code`` is still the force's number in the store's code list."""
     part = pa.table(
         {
-            "force_code": finest["force_code"],
+            "force_code": force,
             "period_start": start,
             "area": area,
             "key_id": key_ids,
             "synthetic": finest["synthetic"],
             "n": n,
         }
-    ).filter(pc.is_valid(area))
+    ).filter(pc.and_(pc.is_valid(area), pc.is_valid(force)))
     grouped = part.group_by(
         ["force_code", "period_start", "area", "key_id", "synthetic"], use_threads=True
     ).aggregate([("n", "sum")])
@@ -216,7 +243,7 @@ def _level_rows(
         {
             "force_code": grouped["force_code"],
             "level": pa.array(np.full(rows, level_id, dtype=np.int16)),
-            "span": pa.array(np.full(rows, span, dtype=np.int16)),
+            "span": pa.array(np.full(rows, 1, dtype=np.int16)),
             "period_start": grouped["period_start"],
             "area": pc.cast(grouped["area"], pa.int64()),
             "key_id": grouped["key_id"],
@@ -224,6 +251,11 @@ def _level_rows(
             "incidents": pc.cast(grouped["n_sum"], pa.int32()),
         }
     )
+
+
+def _with_force_codes(rows: pa.Table, ids: AggregateIds) -> pa.Table:
+    """``rows`` with each force's number replaced by its code."""
+    return rows.set_column(0, "force_code", pc.take(ids.codes["force_code"], rows["force_code"]))
 
 
 def _key_ids(conn: Connection, source_id: int, keys: pa.ChunkedArray) -> pa.Array:

@@ -293,7 +293,9 @@ def ingest_file(
             ctx = replace(ctx, batch_id=batch_id)
             report = IngestReport(file=path.name, source=source.name, batch_id=batch_id, status="loaded")
             aggregate = (
-                BatchAggregate(AGGREGATED_TABLES[source.table]) if source.table in AGGREGATED_TABLES else None
+                BatchAggregate.start(conn, AGGREGATED_TABLES[source.table])
+                if source.table in AGGREGATED_TABLES
+                else None
             )
             recent = RecentPartition(batch_id)
             done = 0
@@ -305,7 +307,7 @@ def ingest_file(
                         if isinstance(source, StagedSource)
                         else source.process(block, ctx)
                     )
-                    ready = _ready_block(block, processed, batch_id, counting=aggregate is not None)
+                    ready = _ready_block(block, processed, batch_id, aggregate)
                     writer.submit(
                         partial(
                             _store_block,
@@ -425,13 +427,15 @@ class _Stored:
     counting_seconds: float
 
 
-def _ready_block(block: Block, processed: Processed, batch_id: int, counting: bool) -> _Stored:
+def _ready_block(
+    block: Block, processed: Processed, batch_id: int, aggregate: BatchAggregate | None
+) -> _Stored:
     """The tables a block's rows are stored as (built in the main thread, so the writer only COPYs)."""
     kept = processed.rejects.kept
     counted = None
     started = time.perf_counter()
-    if counting and processed.aggregate is not None:
-        counted = BatchAggregate.count(processed.aggregate.filter(pa.array(kept)))
+    if aggregate is not None and processed.aggregate is not None:
+        counted = aggregate.count(processed.aggregate.filter(pa.array(kept)))
     counting_seconds = time.perf_counter() - started
     rows = processed.table.filter(pa.array(kept))
     rows = rows.add_column(0, "line", pa.array(block.lines[kept], pa.int32()))
