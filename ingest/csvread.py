@@ -1,7 +1,7 @@
 """Stream a CSV file in blocks, giving every row, good or bad, its physical line number.
 
-Fast path: pyarrow parses a block on all cores. Careful path: a block in which pyarrow meets a malformed
-row, invalid UTF-8, or a row count that does not match the block's non-blank lines is read again with
+Fast path: pyarrow parses a block on all cores. Careful path: a block that is not valid UTF-8, in which
+pyarrow meets a malformed row, or whose row count does not match its non-blank lines is read again with
 Python's ``csv`` module, line by line, so each problem is pinned to its line and nothing is lost.
 """
 
@@ -33,6 +33,9 @@ class CsvSchema:
     optional: tuple[str, ...] = ()
     # At least one of these groups of optional columns must be present in full (e.g. a coordinate pair).
     one_of: tuple[tuple[str, ...], ...] = ()
+    # Columns checked for in the header but not read: the source derives them (a reject keeps its raw
+    # line, so they are not lost).
+    ignored: tuple[str, ...] = ()
 
     def check_header(self, path: Path, names: list[str]) -> None:
         """Refuse a header with missing, unexpected or repeated columns, naming each."""
@@ -128,6 +131,7 @@ class CsvFile:
         self.block_bytes = block_bytes or BLOCK_BYTES
         self.header, self._body_offset = self._read_header()
         self.schema = _choose(path, schemas, self.header)
+        self._read = [name for name in self.header if name not in self.schema.ignored]
 
     def _read_header(self) -> tuple[list[str], int]:
         with self.path.open("rb") as fh:
@@ -185,7 +189,7 @@ class CsvFile:
         )
         line_numbers = first_line + np.arange(line_count, dtype=np.int64)
         fast = self._fast(data)
-        if fast is not None and len(fast[self.header[0]]) == line_count:
+        if fast is not None and len(fast[self._read[0]]) == line_count:
             # One row per line: no blank lines and no quoted newlines, so no line needs locating unless a
             # row is rejected (locating 16 MB of lines in numpy cost more than parsing them).
             block.columns = fast
@@ -195,7 +199,7 @@ class CsvFile:
         empty = ends == starts
         # pyarrow skips empty lines and flags every other odd line (whitespace-only, wrong width) as
         # malformed, so a clean fast parse has exactly one row per non-empty line.
-        if fast is not None and len(fast[self.header[0]]) == line_count - int(np.count_nonzero(empty)):
+        if fast is not None and len(fast[self._read[0]]) == line_count - int(np.count_nonzero(empty)):
             block.columns = fast
             block.lines = line_numbers[~empty]
             block.blank_lines = int(np.count_nonzero(empty))
@@ -203,6 +207,13 @@ class CsvFile:
         return self._careful(block, line_numbers)
 
     def _fast(self, data: bytes) -> dict[str, pa.Array] | None:
+        # UTF-8 is checked once for the block's bytes (a field of valid UTF-8 is valid UTF-8, since every
+        # delimiter is ASCII), not field by field: all-ASCII blocks, the usual case, need one scan.
+        if not data.isascii():
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
         malformed = False
 
         def on_invalid(_row: object) -> str:
@@ -218,18 +229,18 @@ class CsvFile:
                 ),
                 parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
                 convert_options=pacsv.ConvertOptions(
-                    # Strings are checked as UTF-8 while parsing, on pyarrow's threads; a block that fails
-                    # is read again carefully, line by line.
-                    column_types={name: pa.string() for name in self.header},
+                    column_types={name: pa.string() for name in self._read},
+                    include_columns=self._read,
                     strings_can_be_null=False,
                     quoted_strings_can_be_null=False,
+                    check_utf8=False,
                 ),
             )
         except pa.ArrowInvalid:
             return None
         if malformed:
             return None
-        return {name: table.column(name).combine_chunks() for name in self.header}
+        return {name: table.column(name).combine_chunks() for name in self._read}
 
     def _careful(self, block: Block, line_numbers: npt.NDArray[np.int64]) -> Block:
         width = len(self.header)
@@ -280,7 +291,9 @@ class CsvFile:
             good_lines.append(start)
         columns = list(zip(*good, strict=True)) if good else [() for _ in self.header]
         block.columns = {
-            name: pa.array(values, pa.string()) for name, values in zip(self.header, columns, strict=True)
+            name: pa.array(values, pa.string())
+            for name, values in zip(self.header, columns, strict=True)
+            if name not in self.schema.ignored
         }
         block.lines = np.asarray(good_lines, dtype=np.int64)
         return block

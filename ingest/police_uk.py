@@ -51,6 +51,8 @@ CURRENT = CsvSchema(
         "Last outcome category",
         "Context",
     ),
+    # police.uk's LSOA name is derived from the code.
+    ignored=("LSOA name",),
 )
 LEGACY_2011 = CsvSchema(
     "police_uk_2011",
@@ -214,10 +216,10 @@ class Checked:
     reported: pa.Array | None
 
 
-# The columns each format's rows use (police.uk's LSOA name is derived from the code, so it is not kept).
+# The columns each format's rows use.
 _USED = {
-    CURRENT.name: tuple(c for c in CURRENT.required if c != "LSOA name"),
-    LEGACY_2011.name: LEGACY_2011.required,
+    schema.name: tuple(c for c in schema.required if c not in schema.ignored)
+    for schema in (CURRENT, LEGACY_2011)
 }
 
 
