@@ -82,31 +82,35 @@ class BatchAggregate:
     cost four times as much (bench/).
     """
 
-    def __init__(self, ids: AggregateIds) -> None:
+    def __init__(self, ids: AggregateIds, connection: Callable[[], Connection]) -> None:
         self.ids = ids
-        # The batch's keys in first-seen order: a key's position is its number in counted blocks.
+        self._connection = connection
+        # The batch's keys in first-seen order (a key's position is its number in counted blocks), and
+        # their harm_keys ids.
         self._keys: list[str] = []
-        self._key_numbers: dict[str, int] = {}
+        self._key_ids: list[int | None] = []
         self._parts: list[pa.Table] = []
         self._census: pa.Table | None = None
         self.pending_rows = 0
 
     @classmethod
-    def start(cls, conn: Connection, source: str) -> BatchAggregate:
-        """An empty aggregate for a batch of ``source``, with the store's area ids."""
-        return cls(AggregateIds.from_store(conn, source))
+    def start(cls, connection: Callable[[], Connection], source: str) -> BatchAggregate:
+        """An empty aggregate for a batch of ``source``, with the store's area ids.
+
+        ``connection`` gives the batch's connection whenever a key harm_keys has not seen turns up.
+        """
+        return cls(AggregateIds.from_store(connection(), source), connection)
 
     def count(self, rows: pa.Table) -> pa.Table:
         """A block's accepted rows counted at the finest grouping; ``rows`` has the FINEST columns.
 
-        Counting needs neither the connection nor the counts held, so it runs apart from ``add`` (the
-        loader counts a block while the one before it is being stored). Blocks must be counted in order
-        by one thread, which numbers the keys.
+        The counts are kept apart from the aggregate until ``add``, so a block can be counted while the
+        one before it is being stored. Blocks must be counted in file order by one thread.
         """
-        for key in pc.unique(rows["key"]).to_pylist():
-            if key not in self._key_numbers:
-                self._key_numbers[key] = len(self._keys)
-                self._keys.append(key)
+        new_keys = [k for k in pc.unique(rows["key"]).to_pylist() if k not in self._keys]
+        if new_keys:
+            self._keys += new_keys
+            self._key_ids += _key_ids(self._connection(), self.ids.source_id, pa.array(new_keys, pa.string()))
         numbered = {
             "month": rows["month"],
             "key": pc.cast(pc.index_in(rows["key"], value_set=pa.array(self._keys, pa.string())), pa.int32()),
@@ -126,10 +130,11 @@ class BatchAggregate:
         self._parts.append(counted)
         self.pending_rows += counted.num_rows
 
-    def flush(self, conn: Connection, batch_id: int, final: bool = True) -> pa.Table:
+    def flush(self, batch_id: int, final: bool = True) -> pa.Table:
         """``harm_counts`` rows to write now; the counts they hold are cleared.
 
         Before the batch ends (``final`` False) that is the H3 rows only; the census counts are kept.
+        Flushing needs no connection, so it runs while earlier blocks are still being stored.
         """
         ids = self.ids
         tables = []
@@ -138,8 +143,7 @@ class BatchAggregate:
             finest = pa.concat_tables(self._parts)
             self._parts, self.pending_rows = [], 0
             n = finest["count_all"]
-            numbered_keys = pa.array(list(self._keys), pa.string())
-            key_ids = pc.take(_key_ids(conn, ids.source_id, numbered_keys), finest["key"])
+            key_ids = pc.take(pa.array(self._key_ids, pa.int16()), finest["key"])
             force = finest["force_code"]
             census = []
             for column, (level_id, _name) in CENSUS_LEVELS.items():
@@ -258,9 +262,9 @@ def _with_force_codes(rows: pa.Table, ids: AggregateIds) -> pa.Table:
     return rows.set_column(0, "force_code", pc.take(ids.codes["force_code"], rows["force_code"]))
 
 
-def _key_ids(conn: Connection, source_id: int, keys: pa.ChunkedArray) -> pa.Array:
-    """Each key's harm_keys id, adding keys not yet known."""
-    distinct = pc.unique(keys).to_pylist()
+def _key_ids(conn: Connection, source_id: int, keys: pa.Array) -> list[int | None]:
+    """Each of the distinct ``keys``' harm_keys id, adding keys not yet known."""
+    distinct = keys.to_pylist()
     conn.execute(
         text(
             "INSERT INTO harm_keys (source, key) SELECT :source, unnest(CAST(:keys AS text[])) "
@@ -268,13 +272,14 @@ def _key_ids(conn: Connection, source_id: int, keys: pa.ChunkedArray) -> pa.Arra
         ),
         {"source": source_id, "keys": distinct},
     )
-    known = conn.execute(
-        text("SELECT key, id FROM harm_keys WHERE source = :source AND key = ANY(CAST(:keys AS text[]))"),
-        {"source": source_id, "keys": distinct},
-    ).all()
-    value_set = pa.array([k for k, _ in known], pa.string())
-    ids = pa.array([i for _, i in known], pa.int16())
-    return pc.take(ids, pc.index_in(keys, value_set=value_set))
+    known: dict[str, int] = {
+        key: int(key_id)
+        for key, key_id in conn.execute(
+            text("SELECT key, id FROM harm_keys WHERE source = :source AND key = ANY(CAST(:keys AS text[]))"),
+            {"source": source_id, "keys": distinct},
+        ).all()
+    }
+    return [known.get(k) for k in distinct]
 
 
 def aggregate_columns(table: pa.Table, key: pa.Array) -> pa.Table:

@@ -292,8 +292,9 @@ def ingest_file(
             )
             ctx = replace(ctx, batch_id=batch_id)
             report = IngestReport(file=path.name, source=source.name, batch_id=batch_id, status="loaded")
+            # The aggregate is counted and combined in this thread; the writer only stores its rows.
             aggregate = (
-                BatchAggregate.start(conn, AGGREGATED_TABLES[source.table])
+                BatchAggregate.start(writer.connection, AGGREGATED_TABLES[source.table])
                 if source.table in AGGREGATED_TABLES
                 else None
             )
@@ -307,29 +308,23 @@ def ingest_file(
                         if isinstance(source, StagedSource)
                         else source.process(block, ctx)
                     )
-                    ready = _ready_block(block, processed, batch_id, aggregate)
-                    writer.submit(
-                        partial(
-                            _store_block,
-                            conn,
-                            source.table,
-                            batch_id,
-                            block,
-                            processed,
-                            ready,
-                            report,
-                            aggregate,
-                            recent,
-                        )
-                    )
+                    ready = _ready_block(block, processed, batch_id, aggregate, report)
+                    writer.submit(partial(_store_block, conn, source.table, block, processed, ready, report))
+                    if aggregate is not None and ready.counted is not None:
+                        aggregate.add(ready.counted)
+                        if aggregate.pending_rows >= FLUSH_ROWS:
+                            _flush_aggregate(conn, writer, batch_id, aggregate, recent, report, final=False)
                     done += block.bytes_read
                     progress(done, size)
+                if aggregate is not None:
+                    # The last counts are combined while the last block is stored.
+                    _flush_aggregate(conn, writer, batch_id, aggregate, recent, report, final=True)
             finally:
                 writer.close()
             if isinstance(source, StagedSource):
                 source.end(ctx)
             if aggregate is not None:
-                _write_aggregate(conn, batch_id, aggregate, recent, report)
+                _attach_aggregate(conn, recent, report)
             sha256 = sha256 or _checksum(path, checksum, size)
             report.seconds = time.perf_counter() - clock
             conn.execute(
@@ -386,25 +381,43 @@ def _record_batch(
     )
 
 
-def _write_aggregate(
-    conn: Connection, batch_id: int, aggregate: BatchAggregate, recent: RecentPartition, report: IngestReport
+def _flush_aggregate(
+    conn: Connection,
+    writer: BlockWriter,
+    batch_id: int,
+    aggregate: BatchAggregate,
+    recent: RecentPartition,
+    report: IngestReport,
+    final: bool,
 ) -> None:
-    """The batch's last counts into its harm_recent partition, which then joins harm_recent.
+    """Combine the counts held (all of them when ``final``) and have the writer store them."""
+    combining = time.perf_counter()
+    rows = aggregate.flush(batch_id, final=final)
+    combined = time.perf_counter() - combining
+    report.aggregate_phases["combine"] += combined
+    report.aggregate_seconds += combined
+    writer.submit(partial(_write_counts, conn, recent, rows, report))
+
+
+def _write_counts(conn: Connection, recent: RecentPartition, rows: pa.Table, report: IngestReport) -> None:
+    writing = time.perf_counter()
+    recent.write(conn, rows)
+    written = time.perf_counter() - writing
+    report.aggregate_phases["write"] += written
+    report.aggregate_seconds += written
+
+
+def _attach_aggregate(conn: Connection, recent: RecentPartition, report: IngestReport) -> None:
+    """Index the batch's harm_recent partition and attach it.
 
     The aggregate moves with the batch, in the same transaction; the batch's counts are read from its
     own partition until harm_recent_fold moves them.
     """
-    counting = time.perf_counter()
-    final_rows = aggregate.flush(conn, batch_id)
-    combined = time.perf_counter()
-    recent.write(conn, final_rows)
-    written = time.perf_counter()
+    indexing = time.perf_counter()
     recent.attach(conn)
-    done_at = time.perf_counter()
-    report.aggregate_phases.update(
-        {"combine": combined - counting, "write": written - combined, "index": done_at - written}
-    )
-    report.aggregate_seconds += done_at - counting
+    indexed = time.perf_counter() - indexing
+    report.aggregate_phases["index"] += indexed
+    report.aggregate_seconds += indexed
 
 
 def _checksum(path: Path, checksum: Future[tuple[str, int]], size: int) -> str:
@@ -424,19 +437,19 @@ class _Stored:
     rows: pa.Table
     rejects: pa.Table
     counted: pa.Table | None
-    counting_seconds: float
 
 
 def _ready_block(
-    block: Block, processed: Processed, batch_id: int, aggregate: BatchAggregate | None
+    block: Block, processed: Processed, batch_id: int, aggregate: BatchAggregate | None, report: IngestReport
 ) -> _Stored:
     """The tables a block's rows are stored as (built in the main thread, so the writer only COPYs)."""
     kept = processed.rejects.kept
     counted = None
-    started = time.perf_counter()
     if aggregate is not None and processed.aggregate is not None:
+        counting = time.perf_counter()
         counted = aggregate.count(processed.aggregate.filter(pa.array(kept)))
-    counting_seconds = time.perf_counter() - started
+        report.aggregate_phases["count"] += time.perf_counter() - counting
+        report.aggregate_seconds += time.perf_counter() - counting
     rows = processed.table.filter(pa.array(kept))
     rows = rows.add_column(0, "line", pa.array(block.lines[kept], pa.int32()))
     rows = rows.add_column(0, "batch_id", pa.array(np.full(rows.num_rows, batch_id, dtype=np.int32)))
@@ -457,32 +470,12 @@ def _ready_block(
             "raw": pa.array([*block.raw_lines(bad_lines), *(r.raw for r in block.rejects)], pa.string()),
         }
     )
-    return _Stored(rows, rejects, counted, counting_seconds)
+    return _Stored(rows, rejects, counted)
 
 
 def _store_block(
-    conn: Connection,
-    table: str,
-    batch_id: int,
-    block: Block,
-    processed: Processed,
-    ready: _Stored,
-    report: IngestReport,
-    aggregate: BatchAggregate | None,
-    recent: RecentPartition,
+    conn: Connection, table: str, block: Block, processed: Processed, ready: _Stored, report: IngestReport
 ) -> None:
-    if aggregate is not None and ready.counted is not None:
-        report.aggregate_phases["count"] += ready.counting_seconds
-        report.aggregate_seconds += ready.counting_seconds
-        aggregate.add(ready.counted)
-        if aggregate.pending_rows >= FLUSH_ROWS:
-            flushing = time.perf_counter()
-            early = aggregate.flush(conn, batch_id, final=False)
-            combined = time.perf_counter()
-            recent.write(conn, early)
-            report.aggregate_phases["combine"] += combined - flushing
-            report.aggregate_phases["write"] += time.perf_counter() - combined
-            report.aggregate_seconds += time.perf_counter() - flushing
     copy_arrow(conn, table, processed.expand(ready.rows) if processed.expand else ready.rows)
     copy_arrow(conn, "ingest_rejects", ready.rejects)
 
