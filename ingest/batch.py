@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, text
 from geo.assign import Assigner
 from harmmap.errors import DataFileError, Problem
 from ingest.aggregate import FLUSH_ROWS, BatchAggregate, RecentPartition
-from ingest.copy import copy_arrow
+from ingest.copy import Encoded, copy_encoded, encode
 from ingest.csvread import Block, CsvFile, CsvSchema
 from ingest.fields import Rejects
 from ingest.labels import Labels
@@ -434,8 +434,10 @@ def _checksum(path: Path, checksum: Future[tuple[str, int]], size: int) -> str:
 class _Stored:
     """A block made ready to store: its accepted rows, its rejects and its aggregate counts."""
 
-    rows: pa.Table
-    rejects: pa.Table
+    rows: Encoded
+    accepted: int
+    rejects: Encoded
+    reject_kinds: list[str]
     counted: pa.Table | None
 
 
@@ -470,20 +472,26 @@ def _ready_block(
             "raw": pa.array([*block.raw_lines(bad_lines), *(r.raw for r in block.rejects)], pa.string()),
         }
     )
-    return _Stored(rows, rejects, counted)
+    return _Stored(
+        encode(processed.expand(rows) if processed.expand else rows),
+        rows.num_rows,
+        encode(rejects),
+        rejects.column("kind").to_pylist(),
+        counted,
+    )
 
 
 def _store_block(
     conn: Connection, table: str, block: Block, processed: Processed, ready: _Stored, report: IngestReport
 ) -> None:
-    copy_arrow(conn, table, processed.expand(ready.rows) if processed.expand else ready.rows)
-    copy_arrow(conn, "ingest_rejects", ready.rejects)
+    copy_encoded(conn, table, ready.rows)
+    copy_encoded(conn, "ingest_rejects", ready.rejects)
 
     report.data_rows += block.rows + len(block.rejects)
-    report.accepted += ready.rows.num_rows
-    report.rejected += ready.rejects.num_rows
+    report.accepted += ready.accepted
+    report.rejected += ready.rejects.rows
     report.blank_lines += block.blank_lines
-    report.rejected_by_kind.update(ready.rejects.column("kind").to_pylist())
+    report.rejected_by_kind.update(ready.reject_kinds)
     report.notes.update(processed.notes)
 
 
