@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.engine import URL
+
+from geo.versions import store_version
+from harmmap import db
 
 HAMPSHIRE = "E23000030"
 WEST_MIDLANDS = "E23000014"
@@ -191,3 +195,29 @@ def test_split_lsoa11_ward_choice_is_flagged_with_its_share(conn: Connection) ->
     assert row.n > 0
     assert row.top < 1.0
     assert scalar(conn, "SELECT min(lsoa21_share) FROM lookup_lsoa11_ward WHERE candidate_wards = 1") == 1.0
+
+
+def test_version_keys_change_when_a_database_is_created_again(database_url: URL) -> None:
+    # A database dropped and created under the same name starts its counters afresh; caches keyed on
+    # the versions (the point index among them) must not take it for the old one.
+    scratch = database_url.set(database=f"{database_url.database}_versions")
+    keys = []
+    for _ in range(2):
+        db.drop_database(scratch)
+        db.ensure_database(scratch)
+        engine = create_engine(scratch)
+        try:
+            with engine.begin() as scratch_conn:
+                scratch_conn.execute(
+                    text("CREATE TABLE store_versions (name text PRIMARY KEY, version bigint)")
+                )
+                scratch_conn.execute(text("INSERT INTO store_versions VALUES ('areas', 1)"))
+                keys.append(store_version(scratch_conn, "areas"))
+                oid = scratch_conn.execute(
+                    text("SELECT oid FROM pg_database WHERE datname = current_database()")
+                ).scalar_one()
+                assert keys[-1] == f"{scratch.database}#{oid}:areas=1"
+        finally:
+            engine.dispose()
+    db.drop_database(scratch)
+    assert keys[0] != keys[1]
