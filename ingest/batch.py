@@ -188,14 +188,28 @@ class IngestReport:
     rejected_by_kind: Counter[str] = field(default_factory=Counter)
     notes: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
-    # Time spent keeping the monthly harm aggregate (counting blocks, combining, COPY), and by phase.
-    aggregate_seconds: float = 0.0
+    # Time spent keeping the monthly harm aggregate, by phase (count, combine, write, index). Each phase
+    # is timed by one thread only.
     aggregate_phases: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     @property
     def rows_per_s(self) -> float:
         """Data rows handled per second."""
         return self.data_rows / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def aggregate_seconds(self) -> float:
+        """Time spent on the aggregate, summed over its phases (counting and combining overlap the COPY)."""
+        return sum(self.aggregate_phases.values())
+
+    @contextmanager
+    def timing(self, phase: str) -> Generator[None, None, None]:
+        """Add the time the block takes to an aggregate ``phase``."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.aggregate_phases[phase] += time.perf_counter() - started
 
 
 def sha256_file(path: Path, stop: threading.Event | None = None) -> tuple[str, int]:
@@ -391,20 +405,14 @@ def _flush_aggregate(
     final: bool,
 ) -> None:
     """Combine the counts held (all of them when ``final``) and have the writer store them."""
-    combining = time.perf_counter()
-    rows = aggregate.flush(batch_id, final=final)
-    combined = time.perf_counter() - combining
-    report.aggregate_phases["combine"] += combined
-    report.aggregate_seconds += combined
+    with report.timing("combine"):
+        rows = aggregate.flush(batch_id, final=final)
     writer.submit(partial(_write_counts, conn, recent, rows, report))
 
 
 def _write_counts(conn: Connection, recent: RecentPartition, rows: pa.Table, report: IngestReport) -> None:
-    writing = time.perf_counter()
-    recent.write(conn, rows)
-    written = time.perf_counter() - writing
-    report.aggregate_phases["write"] += written
-    report.aggregate_seconds += written
+    with report.timing("write"):
+        recent.write(conn, rows)
 
 
 def _attach_aggregate(conn: Connection, recent: RecentPartition, report: IngestReport) -> None:
@@ -413,11 +421,8 @@ def _attach_aggregate(conn: Connection, recent: RecentPartition, report: IngestR
     The aggregate moves with the batch, in the same transaction; the batch's counts are read from its
     own partition until harm_recent_fold moves them.
     """
-    indexing = time.perf_counter()
-    recent.attach(conn)
-    indexed = time.perf_counter() - indexing
-    report.aggregate_phases["index"] += indexed
-    report.aggregate_seconds += indexed
+    with report.timing("index"):
+        recent.attach(conn)
 
 
 def _checksum(path: Path, checksum: Future[tuple[str, int]], size: int) -> str:
@@ -448,10 +453,8 @@ def _ready_block(
     kept = processed.rejects.kept
     counted = None
     if aggregate is not None and processed.aggregate is not None:
-        counting = time.perf_counter()
-        counted = aggregate.count(processed.aggregate.filter(pa.array(kept)))
-        report.aggregate_phases["count"] += time.perf_counter() - counting
-        report.aggregate_seconds += time.perf_counter() - counting
+        with report.timing("count"):
+            counted = aggregate.count(processed.aggregate.filter(pa.array(kept)))
     rows = processed.table.filter(pa.array(kept))
     rows = rows.add_column(0, "line", pa.array(block.lines[kept], pa.int32()))
     rows = rows.add_column(0, "batch_id", pa.array(np.full(rows.num_rows, batch_id, dtype=np.int32)))
