@@ -78,8 +78,8 @@ class BatchAggregate:
     once with their quarter and year spans: every (area, key, span) of a batch is one row.
 
     Blocks are counted by integers: each area code becomes its position in the store's code list and each
-    key its position in the batch's own key list. Grouping by the codes themselves (six text columns)
-    cost four times as much (bench/).
+    key its position in the batch's own key list. Grouping a million rows by the codes themselves (six
+    text columns) took 0.46 s, against 0.17 s by numbers (isolated, bench/).
     """
 
     def __init__(self, ids: AggregateIds, connection: Callable[[], Connection]) -> None:
@@ -144,20 +144,17 @@ class BatchAggregate:
             self._parts, self.pending_rows = [], 0
             n = finest["count_all"]
             key_ids = pc.take(pa.array(self._key_ids, pa.int16()), finest["key"])
-            force = finest["force_code"]
-            census = []
-            for column, (level_id, _name) in CENSUS_LEVELS.items():
-                area = pc.take(ids.ids[column], finest[column])
-                census.append(_level_rows(finest, n, force, key_ids, area, level_id, finest["month"]))
-            census = [_with_force_codes(t, ids) for t in census]
+            census = [
+                _level_rows(finest, n, ids, key_ids, pc.take(ids.ids[column], finest[column]), level_id)
+                for column, (level_id, _name) in CENSUS_LEVELS.items()
+            ]
             # Each level's rows are already one per key; only an earlier flush's counts need merging.
             if self._census is None:
                 self._census = pa.concat_tables(census)
             else:
                 self._census = _regroup(pa.concat_tables([self._census, *census]))
             for column, level_id in H3_LEVELS.items():
-                rows = _level_rows(finest, n, force, key_ids, finest[column], level_id, finest["month"])
-                tables.append(_with_force_codes(rows, ids))
+                tables.append(_level_rows(finest, n, ids, key_ids, finest[column], level_id))
         if final and self._census is not None:
             tables.append(self._census)
             for span, unit in _SPAN_UNITS.items():
@@ -222,17 +219,17 @@ def _regroup(rows: pa.Table) -> pa.Table:
 def _level_rows(
     finest: pa.Table,
     n: pa.ChunkedArray,
-    force: pa.ChunkedArray,
+    ids: AggregateIds,
     key_ids: pa.Array | pa.ChunkedArray,
     area: pa.Array | pa.ChunkedArray,
     level_id: int,
-    start: pa.Array | pa.ChunkedArray,
 ) -> pa.Table:
-    """One level's month counts; ``force_code`` is still the force's number in the store's code list."""
+    """One level's month counts from the finest counts (whose forces are numbers in the store's list)."""
+    force = finest["force_code"]
     part = pa.table(
         {
             "force_code": force,
-            "period_start": start,
+            "period_start": finest["month"],
             "area": area,
             "key_id": key_ids,
             "synthetic": finest["synthetic"],
@@ -245,7 +242,7 @@ def _level_rows(
     rows = grouped.num_rows
     return pa.table(
         {
-            "force_code": grouped["force_code"],
+            "force_code": pc.take(ids.codes["force_code"], grouped["force_code"]),
             "level": pa.array(np.full(rows, level_id, dtype=np.int16)),
             "span": pa.array(np.full(rows, 1, dtype=np.int16)),
             "period_start": grouped["period_start"],
@@ -255,11 +252,6 @@ def _level_rows(
             "incidents": pc.cast(grouped["n_sum"], pa.int32()),
         }
     )
-
-
-def _with_force_codes(rows: pa.Table, ids: AggregateIds) -> pa.Table:
-    """``rows`` with each force's number replaced by its code."""
-    return rows.set_column(0, "force_code", pc.take(ids.codes["force_code"], rows["force_code"]))
 
 
 def _key_ids(conn: Connection, source_id: int, keys: pa.Array) -> list[int | None]:
