@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -274,15 +274,19 @@ def _key_ids(conn: Connection, source_id: int, keys: pa.Array) -> list[int | Non
     return [known.get(k) for k in distinct]
 
 
-def aggregate_columns(table: pa.Table, key: pa.Array) -> pa.Table:
-    """What the harm aggregate groups by, for every row of a processed block."""
+def aggregate_columns(columns: pa.Table | Mapping[str, pa.Array], key: pa.Array) -> pa.Table:
+    """What the harm aggregate groups by, for every row of a processed block.
+
+    ``columns`` holds the block's month and located columns (a processed table, or the columns
+    ``ingest.locate.locate`` gave where the table does not store them all).
+    """
     return pa.table(
         {
-            "force_code": table["force_code"],
-            "month": table["month"],
+            "force_code": columns["force_code"],
+            "month": columns["month"],
             "key": key,
-            "synthetic": pa.array(np.zeros(table.num_rows, dtype=bool)),
-            **{c: table[c] for c in FINEST if c not in GROUP},
+            "synthetic": pa.array(np.zeros(len(key), dtype=bool)),
+            **{c: columns[c] for c in FINEST if c not in GROUP},
         }
     )
 

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import text
 
+from geo.h3cells import FINEST
 from geo.levels import AreaLevel
 from harm_index.categories import POLICE_UK_CATEGORIES
 from ingest.aggregate import aggregate_columns
@@ -161,15 +162,13 @@ class PoliceUkStreet:
         by_point = np.asarray(pc.equal(located["location_source"], "point").to_numpy(zero_copy_only=False))
         n = block.rows
         if reported is not None:
+            # crime_records compares the same way (lsoa_disagrees): only rows placed by their point.
             has_code = np.asarray(reported.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
             compared = by_point & has_code & rejects.kept
             differs = pc.fill_null(pc.not_equal(reported, located["lsoa11_code"]), False)
             disagrees = compared & np.asarray(differs.to_numpy(zero_copy_only=False), dtype=bool)
             notes["lsoa_compared"] += int(compared.sum())
             notes["lsoa_disagreements"] += int(disagrees.sum())
-            lsoa_disagrees = pa.array(disagrees, pa.bool_(), mask=~compared)
-        else:
-            lsoa_disagrees = pa.nulls(n, pa.bool_())
         notes["located_by_lsoa_code"] += int(np.count_nonzero(~by_point & rejects.kept))
 
         labels = ctx.labels
@@ -183,21 +182,25 @@ class PoliceUkStreet:
                 "falls_within_id": labels.ids("police_force_name", col["Falls within"]),
                 "location_text": col["Location"],
                 "lsoa11_reported": reported if reported is not None else pa.nulls(n, pa.string()),
-                "lsoa_disagrees": lsoa_disagrees,
                 "crime_type_id": labels.ids("crime_type", crime_type),
                 "category_scheme_id": labels.ids("category_scheme", checked.scheme),
                 "outcome_id": labels.ids("outcome", nullify_blank(col["Last outcome category"]))
                 if not legacy
                 else pa.nulls(n, pa.int16()),
                 "context": nullify_blank(col["Context"]),
-                **located,
+                **{name: located[name] for name in STORED_LOCATED},
             }
         )
         unmapped = pc.equal(checked.scheme, "police_uk_2011_unmapped")
         key = pc.if_else(
             unmapped, pc.binary_join_element_wise(crime_type, pa.scalar(" (2011 category)"), ""), crime_type
         )
-        return Processed(table=table, rejects=rejects, notes=notes, aggregate=aggregate_columns(table, key))
+        return Processed(
+            table=table,
+            rejects=rejects,
+            notes=notes,
+            aggregate=aggregate_columns({**located, "month": checked.month}, key),
+        )
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,19 @@ class Checked:
     # The record's own LSOA code, null where blank; None for the 2011 format, which has none.
     reported: pa.Array | None
 
+
+# The located columns crimes stores; crime_records works out the others (location_source, the H3
+# parents) from these, which saves the database parsing them (migration 0015).
+STORED_LOCATED = (
+    "lon",
+    "lat",
+    "lsoa11_code",
+    "lsoa21_code",
+    "ward_code",
+    "lad_code",
+    "force_code",
+    f"h3_{FINEST}",
+)
 
 # The columns each format's rows use.
 _USED = {

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import h3
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -358,10 +359,36 @@ def test_every_real_sample_loads_and_adds_up(engine: Engine) -> None:
                 assert report.accepted == accepted
     with engine.connect() as conn:
         share = conn.execute(
-            text("SELECT avg(lsoa_disagrees::int) FROM crimes WHERE lsoa_disagrees IS NOT NULL")
+            text("SELECT avg(lsoa_disagrees::int) FROM crime_records WHERE lsoa_disagrees IS NOT NULL")
         ).scalar_one()
     # SOURCES.md measured 95.3% agreement between police.uk's LSOA and point-in-polygon.
     assert 0.02 < float(share) < 0.08
+
+
+def test_crime_records_work_out_what_crimes_does_not_store(engine: Engine) -> None:
+    """crimes keeps h3_10 and the point; the view's parents, location_source and LSOA check follow."""
+    path = DATA / "street" / "hampshire" / "2018-12-hampshire-street.csv"
+    report = ingest_file(engine, path, STREET)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT h3_7, h3_8, h3_9, h3_10, location_source, lon, lsoa_disagrees, lsoa11_reported, "
+                "lsoa11_code FROM crime_records WHERE batch_id = :b"
+            ),
+            {"b": report.batch_id},
+        ).all()
+    assert len(rows) == report.accepted
+    located = [r for r in rows if r.h3_10 is not None]
+    assert located and all(r.location_source == "point" for r in located)
+    for r in located[:2000]:
+        cell = h3.int_to_str(r.h3_10)
+        for resolution, parent in ((7, r.h3_7), (8, r.h3_8), (9, r.h3_9)):
+            assert h3.int_to_str(parent) == h3.cell_to_parent(cell, resolution)
+    assert all((r.location_source == "lsoa_code") == (r.lon is None) for r in rows)
+    compared = [r for r in rows if r.lsoa_disagrees is not None]
+    assert sum(r.lsoa_disagrees for r in compared) == report.notes["lsoa_disagreements"]
+    assert len(compared) == report.notes["lsoa_compared"]
+    assert all(r.lsoa_disagrees == (r.lsoa11_reported != r.lsoa11_code) for r in compared)
 
 
 def test_a_killed_load_leaves_no_partial_batch(engine: Engine, settings: Settings, tmp_path: Path) -> None:
