@@ -157,8 +157,9 @@ def _source_lines(
         compared = conn.execute(
             text(
                 # crime_records.lsoa_disagrees, on crimes itself: the view's label joins cost a scan.
-                "SELECT count(*) AS n, count(*) FILTER (WHERE lsoa11_reported <> lsoa11_code) AS differ "
-                "FROM crimes WHERE force_code = :force AND lon IS NOT NULL AND lsoa11_reported IS NOT NULL"
+                "SELECT count(d) AS n, count(*) FILTER (WHERE d) AS differ "
+                "FROM (SELECT crime_lsoa_disagrees(lon, lsoa11_reported, lsoa11_code) AS d "
+                "FROM crimes WHERE force_code = :force) c"
             ),
             {"force": force},
         ).one()

@@ -34,6 +34,16 @@ H3_PARENT = """
     $$
 """
 
+# police.uk's LSOA code against the point's, for rows placed by their point (the loader's
+# lsoa_compared / lsoa_disagreements notes count the same rows); crime_records and the quality report
+# both use it.
+LSOA_DISAGREES = """
+    CREATE FUNCTION crime_lsoa_disagrees(lon double precision, reported text, assigned text)
+    RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+        SELECT CASE WHEN lon IS NOT NULL AND reported IS NOT NULL THEN reported <> assigned END
+    $$
+"""
+
 NARROW = """
     CREATE TABLE crimes_narrow (
         batch_id             integer NOT NULL,
@@ -103,11 +113,10 @@ VIEW = """
     SELECT c.batch_id, c.line, c.crime_id, c.month,
            rb.label AS reported_by, fw.label AS falls_within, c.location_text,
            c.lsoa11_reported,
-           CASE WHEN c.lon IS NOT NULL AND c.lsoa11_reported IS NOT NULL
-                THEN c.lsoa11_reported <> c.lsoa11_code END AS lsoa_disagrees,
+           {lsoa_disagrees} AS lsoa_disagrees,
            ct.label AS crime_type, cs.label AS category_scheme, oc.label AS outcome, c.context,
            c.lon, c.lat,
-           CASE WHEN c.lon IS NULL THEN 'lsoa_code' ELSE 'point' END AS location_source,
+           {location_source} AS location_source,
            c.lsoa11_code, c.lsoa21_code, c.ward_code, c.lad_code, c.force_code,
            {h3_7} AS h3_7, {h3_8} AS h3_8, {h3_9} AS h3_9, c.h3_10, c.synthetic,
            CASE WHEN c.lon IS NOT NULL THEN ST_SetSRID(ST_MakePoint(c.lon, c.lat), 4326) END AS geom
@@ -130,7 +139,7 @@ DELTA = """
                    CASE WHEN cs.label = 'police_uk_2011_unmapped' THEN ct.label || ' (2011 category)'
                         ELSE ct.label END AS key,
                    c.synthetic, c.lsoa11_code, c.lsoa21_code, c.ward_code, c.lad_code,
-                   {h3_7}, {h3_8}, {h3_9}, c.h3_10, count(*) AS n
+                   {h3_7} AS h3_7, {h3_8} AS h3_8, {h3_9} AS h3_9, c.h3_10, count(*) AS n
             FROM crimes c
             JOIN labels ct ON ct.id = c.crime_type_id
             JOIN labels cs ON cs.id = c.category_scheme_id
@@ -158,14 +167,23 @@ DELTA = """
 """
 
 
-def _parents(table: str, stored: bool) -> dict[str, str]:
+def _worked_out(table: str, stored: bool) -> dict[str, str]:
+    """The columns 0015 stops storing: as stored (the 0003 table) or as worked out from the rest."""
     if stored:
-        return {f"h3_{r}": f"{table}.h3_{r}" for r in (7, 8, 9)}
-    return {f"h3_{r}": f"h3_parent({table}.h3_10, {r})" for r in (7, 8, 9)}
+        return {name: f"{table}.{name}" for name in ("lsoa_disagrees", "location_source", *_PARENTS)}
+    return {
+        "lsoa_disagrees": f"crime_lsoa_disagrees({table}.lon, {table}.lsoa11_reported, {table}.lsoa11_code)",
+        "location_source": f"CASE WHEN {table}.lon IS NULL THEN 'lsoa_code' ELSE 'point' END",
+        **{name: f"h3_parent({table}.h3_10, {name[3:]})" for name in _PARENTS},
+    }
+
+
+_PARENTS = ("h3_7", "h3_8", "h3_9")
 
 
 def upgrade() -> None:
     op.execute(H3_PARENT)
+    op.execute(LSOA_DISAGREES)
     op.execute(NARROW)
     op.execute(f"INSERT INTO crimes_narrow ({NARROW_COLUMNS}) SELECT {NARROW_COLUMNS} FROM crimes")
     op.execute("DROP VIEW crime_records")
@@ -178,8 +196,8 @@ def upgrade() -> None:
         "which adds what is worked out from the stored columns (H3 parents, location_source, "
         "lsoa_disagrees). Rows arrive a file (one force, one month) at a time, so BRIN indexes fit'"
     )
-    op.execute(VIEW.format(**_parents("c", stored=False)))
-    op.execute(DELTA.format(**{k: f"{v} AS {k}" for k, v in _parents("c", stored=False).items()}))
+    op.execute(VIEW.format(**_worked_out("c", stored=False)))
+    op.execute(DELTA.format(**_worked_out("c", stored=False)))
 
 
 def downgrade() -> None:
@@ -188,23 +206,24 @@ def downgrade() -> None:
     op.execute("DROP INDEX crimes_batch_brin")
     op.execute("DROP INDEX crimes_force_month_brin")
     op.execute(WIDE)
+    worked_out = _worked_out("crimes_narrow", stored=False)
     op.execute(
         f"""
         INSERT INTO crimes
         SELECT batch_id, line, crime_id, month, reported_by_id, falls_within_id, location_text,
                lsoa11_reported,
-               CASE WHEN lon IS NOT NULL AND lsoa11_reported IS NOT NULL
-                    THEN lsoa11_reported <> lsoa11_code END,
+               {worked_out["lsoa_disagrees"]},
                crime_type_id, category_scheme_id, outcome_id, context, lon, lat,
-               CASE WHEN lon IS NULL THEN 'lsoa_code' ELSE 'point' END,
+               {worked_out["location_source"]},
                lsoa11_code, lsoa21_code, ward_code, lad_code, force_code,
-               {", ".join(_parents("crimes_narrow", stored=False).values())}, h3_10, synthetic
+               {", ".join(worked_out[name] for name in _PARENTS)}, h3_10, synthetic
         FROM crimes_narrow
         """
     )
     op.execute("DROP TABLE crimes_narrow")
     op.execute("CREATE INDEX crimes_batch_brin ON crimes USING brin (batch_id, line)")
     op.execute("CREATE INDEX crimes_force_month_brin ON crimes USING brin (force_code, month)")
-    op.execute(VIEW.format(**_parents("c", stored=True)))
-    op.execute(DELTA.format(**_parents("c", stored=True)))
+    op.execute(VIEW.format(**_worked_out("c", stored=True)))
+    op.execute(DELTA.format(**_worked_out("c", stored=True)))
     op.execute("DROP FUNCTION h3_parent(bigint, integer)")
+    op.execute("DROP FUNCTION crime_lsoa_disagrees(double precision, text, text)")
